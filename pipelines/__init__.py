@@ -1,0 +1,1 @@
+"""xlcorpus jobs: configuration, pipelines composed from transforms, and the CLI."""

@@ -1,0 +1,156 @@
+"""The ``xlcorpus`` command.
+
+    xlcorpus run CONFIG.yaml [--input GLOB ...] [--output DIR] [--overwrite] [Beam options]
+    xlcorpus demo [--output DIR] [--overwrite] [Beam options]
+    xlcorpus inspect DIR
+    xlcorpus models fetch
+
+Arguments the command does not know are Beam pipeline options and pass through
+untouched (``--runner``, ``--direct_running_mode=multi_processing``, Dataflow ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+def demo_config_path() -> Path:
+    return Path(str(files("xlcorpus.pipelines") / "data" / "demo.yaml"))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xlcorpus", allow_abbrev=False,
+                                     description="Build training corpora for low-resource languages with Beam.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", allow_abbrev=False, help="run a job from a YAML config",
+                         epilog="Other --options are passed to Beam unchanged.")
+    run.add_argument("config", help="YAML job configuration")
+    demo = sub.add_parser("demo", allow_abbrev=False, help="run the job on the bundled multilingual sample",
+                          epilog="Other --options are passed to Beam unchanged.")
+    for p in (run, demo):
+        p.add_argument("--input", action="append", help="input file or glob (repeatable; replaces input.paths)")
+        p.add_argument("--output", help="output directory (replaces output.path)")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    demo.set_defaults(output_default="xlcorpus-demo")
+    inspect = sub.add_parser("inspect", help="summarise a written dataset")
+    inspect.add_argument("dir")
+    models = sub.add_parser("models", help="manage the bundled default models")
+    models.add_argument("action", choices=["fetch"], help="fetch: put lid.176.ftz in the cache (idempotent)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, beam_args = _parser().parse_known_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_path=False)])
+    # Beam's GCP module warns at import when the optional apitools is absent: not our concern.
+    logging.getLogger().handlers[0].addFilter(lambda r: "apitools not found" not in r.getMessage())
+    for noisy in ("apache_beam", "absl"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    unknown = [a for a in beam_args if not a.startswith("-")]
+    if unknown:
+        console.print(f"[red]error:[/] unexpected argument(s) {unknown}")
+        return 2
+    try:
+        if args.command == "inspect":
+            return inspect_dataset(args.dir)
+        if args.command == "models":
+            from xlcorpus.transforms.lid_model import fetch_default_model, installed_package_model
+
+            path = installed_package_model() or fetch_default_model()
+            print(path)
+            return 0
+        return _run(args, beam_args)
+    except Exception as e:  # a clear one-line error, not a traceback, for user mistakes
+        from xlcorpus.pipelines.config import ConfigError
+        from xlcorpus.pipelines.corpus import OutputExistsError
+
+        if isinstance(e, (ConfigError, OutputExistsError, FileNotFoundError, ValueError)):
+            console.print(f"[red]error:[/] {e}")
+            return 2
+        raise
+
+
+def _run(args, beam_args: list[str]) -> int:
+    from xlcorpus.pipelines.config import load_config
+    from xlcorpus.pipelines.corpus import run_corpus
+
+    config = load_config(demo_config_path() if args.command == "demo" else args.config)
+    if args.input:
+        config.input.paths = args.input
+    if args.output or getattr(args, "output_default", None):
+        config.output.path = args.output or args.output_default
+    if args.overwrite:
+        config.output.overwrite = True
+    with console.status(f"running {config.name} on Beam ({len(config.input.paths)} input pattern(s))..."):
+        report = run_corpus(config, beam_args)
+    _summary(report, config.output.path)
+    return 0
+
+
+def _summary(report: dict, out: str) -> None:
+    table = Table(title=f"xlcorpus: {report['name']} -> {out}")
+    for col in ("stage", "in", "kept", "rejected", "dead-letter"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for s in report["stages"]:
+        table.add_row(s["stage"], str(s["in"]), str(s["kept"]), _reasons(s["rejected"]), _reasons(s["dead_letter"]))
+    console.print(table)
+    a = report["accounting"]
+    langs = ", ".join(f"{k} {v}" for k, v in list(report["languages"].items())[:12])
+    console.print(f"in {a['in']} = kept {a['kept']} + rejected {a['rejected']} + dead-letter {a['dead_letter']}"
+                  f" ({'balanced' if a['balanced'] else 'UNBALANCED'}); {report['rows_per_second']:.0f} rows/s")
+    console.print(f"splits: {report['splits']}; languages: {langs}")
+    console.print(f"load it: datasets.load_from_disk({str(out)!r}); report: {out}/report.json")
+
+
+def _reasons(counts: dict) -> str:
+    total = sum(counts.values())
+    return f"{total} ({', '.join(f'{k} {v}' for k, v in counts.items())})" if total else "0"
+
+
+def inspect_dataset(directory: str) -> int:
+    """Splits, rows, languages and columns of a written dataset, from its files."""
+    import pyarrow as pa
+
+    root = Path(directory)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{directory} is not a directory")
+    report = json.loads((root / "report.json").read_text()) if (root / "report.json").exists() else None
+    table = Table(title=f"dataset {directory}")
+    for col in ("dataset", "split", "rows", "shards"):
+        table.add_column(col)
+    columns: list[str] = []
+    for state in sorted(root.rglob("state.json")):
+        files_ = [f["filename"] for f in json.loads(state.read_text())["_data_files"]]
+        rows = 0
+        for name in files_:
+            with pa.memory_map(str(state.parent / name)) as source:
+                reader = pa.ipc.open_stream(source)
+                rows += sum(b.num_rows for b in reader)
+                columns = columns or (reader.schema.names if state.parent.name in ("train", root.name) else [])
+        rel = state.parent.relative_to(root)
+        table.add_row(str(rel.parent) if rel.parent != Path(".") else ".", rel.name, str(rows), str(len(files_)))
+    console.print(table)
+    if columns:
+        console.print(f"columns: {', '.join(columns)}")
+    if report:
+        a = report["accounting"]
+        console.print(f"in {a['in']} = kept {a['kept']} + rejected {a['rejected']} + dead-letter {a['dead_letter']}")
+        console.print("languages: " + ", ".join(f"{k} {v}" for k, v in report["languages"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The corpus job: read -> language ID -> Hugging Face dataset, with its run report.
+
+A readable list of steps; each stage lives in its own module under transforms/.
+Every row leaves through exactly one door: the dataset, ``_rejected/`` or
+``_dead_letter/``; ``report.json`` counts them per stage and the run fails if
+``in != kept + rejected + dead_letter``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections import Counter
+from importlib.metadata import version
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from xlcorpus.pipelines.config import JobConfig
+from xlcorpus.schemas import DEAD_LETTER_SCHEMA, REJECTED_SCHEMA, dataset_schema, output_features
+from xlcorpus.transforms import dataset_sink, langid, readers
+from xlcorpus.transforms.lid_model import SHA256, default_model_path, sha256_of
+
+log = logging.getLogger(__name__)
+
+
+class AccountingError(RuntimeError):
+    """Rows went missing: in != kept + rejected + dead_letter."""
+
+
+class OutputExistsError(FileExistsError):
+    pass
+
+
+def _stages(config: JobConfig) -> list[str]:
+    return ["read"] + (["langid"] if config.langid.enabled else [])
+
+
+def build_pipeline(p: beam.Pipeline, config: JobConfig, paths: list[str], tmp_dir: str, model_path: str | None):
+    """Compose the stages on ``p``; returns the PCollection holding the sink manifest."""
+    ic = config.input
+    read = p | "Read" >> readers.ReadDocuments(paths, readers.ReaderOptions(
+        format=ic.format, text_field=ic.text_field, id_field=ic.id_field, batch_size=ic.batch_size,
+        max_line_bytes=ic.max_line_bytes))
+    kept, rejected, dead = read[readers.DOCS], [], [read[readers.DEAD_LETTER]]
+
+    if config.langid.enabled:
+        lc = config.langid
+        lid = kept | "LanguageId" >> langid.LanguageId(langid.LangIdOptions(
+            model=model_path, top_k=lc.top_k, threshold=lc.threshold, thresholds=lc.thresholds,
+            keep=tuple(lc.keep), label_only=lc.label_only, script_consistency=lc.script_consistency), model_path)
+        kept = lid[langid.KEPT]
+        rejected.append(lid[langid.REJECTED])
+        dead.append(lid[langid.DEAD_LETTER])
+
+    schema = dataset_schema(_stages(config)[1:])
+    features = {
+        dataset_sink.DATASET: output_features(schema).to_dict(),
+        dataset_sink.REJECTED: output_features(REJECTED_SCHEMA).to_dict(),
+        dataset_sink.DEAD_LETTER: output_features(DEAD_LETTER_SCHEMA).to_dict(),
+    }
+    oc = config.output
+    specs = [
+        dataset_sink.SinkSpec(dataset_sink.DATASET, tmp_dir, dataset_sink.hf_schema(schema, features["dataset"]),
+                              oc.splits, oc.partition_by, oc.max_rows_per_shard),
+        dataset_sink.SinkSpec(dataset_sink.REJECTED, tmp_dir,
+                              dataset_sink.hf_schema(REJECTED_SCHEMA, features["rejected"]), None, None,
+                              oc.max_rows_per_shard),
+        dataset_sink.SinkSpec(dataset_sink.DEAD_LETTER, tmp_dir,
+                              dataset_sink.hf_schema(DEAD_LETTER_SCHEMA, features["dead_letter"]), None, None,
+                              oc.max_rows_per_shard),
+    ]
+    outputs = {
+        dataset_sink.DATASET: kept,
+        dataset_sink.REJECTED: _merged(p, "Rejected", rejected),
+        dataset_sink.DEAD_LETTER: _merged(p, "DeadLetter", dead),
+        "input_stats": read[readers.FILE_STATS],
+    }
+    return outputs | "WriteDataset" >> dataset_sink.WriteDataset(tmp_dir, specs, features)
+
+
+def _merged(p: beam.Pipeline, label: str, pcolls: list):
+    if not pcolls:
+        return p | f"No{label}" >> beam.Create([])
+    return pcolls[0] if len(pcolls) == 1 else tuple(pcolls) | f"All{label}" >> beam.Flatten()
+
+
+def run_corpus(config: JobConfig, beam_args: list[str] | None = None) -> dict:
+    """Run the job to completion; returns the report (also written to DIR/report.json)."""
+    out = config.output.path
+    if not out:
+        raise ValueError("no output directory: set output.path or pass --output DIR")
+    if not config.input.paths:
+        raise ValueError("no input: set input.paths or pass --input GLOB")
+    out = os.path.abspath(out)
+    if os.path.exists(out) and not config.output.overwrite:
+        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+    paths = readers.expand_inputs(config.input.paths)
+    model_path = None
+    if config.langid.enabled:
+        model_path = str(config.langid.model or default_model_path())
+        if not os.path.exists(model_path) and "://" not in model_path:
+            raise FileNotFoundError(f"langid.model: {model_path} does not exist")
+
+    tmp_dir = f"{out}.tmp-{uuid.uuid4().hex[:8]}"
+    options = PipelineOptions(beam_args or [])
+    if options.view_as(StandardOptions).runner is None:
+        options.view_as(StandardOptions).runner = "DirectRunner"
+    started = time.time()
+    log.info("reading %d file(s) into %s", len(paths), out)
+    p = beam.Pipeline(options=options)
+    build_pipeline(p, config, paths, tmp_dir, model_path)
+    p.run().wait_until_finish()
+    finished = time.time()
+
+    manifest_path = Path(tmp_dir, "_manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.unlink()  # report.json carries the same shard list
+    report = build_report(manifest, config, started, finished, model_path, beam_args or [])
+    Path(tmp_dir, "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    acct = report["accounting"]
+    if not acct["balanced"]:
+        raise AccountingError(f"rows lost: in={acct['in']} != kept={acct['kept']} + rejected={acct['rejected']} "
+                              f"+ dead_letter={acct['dead_letter']}; partial output kept in {tmp_dir}")
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    os.rename(tmp_dir, out)
+    return report
+
+
+def build_report(manifest: dict, config: JobConfig, started: float, finished: float,
+                 model_path: str | None, beam_args: list[str]) -> dict:
+    """Per-stage accounting from what was actually written, not from what was intended."""
+    shards = manifest["shards"]
+    lines = sum(i["lines"] for i in manifest["inputs"])
+    by_kind: dict[str, Counter] = {"rejected": Counter(), "dead_letter": Counter()}
+    languages: Counter = Counter()
+    splits: Counter = Counter()
+    partitions: Counter = Counter()
+    for s in shards:
+        if s["kind"] == dataset_sink.DATASET:
+            languages.update(s["counts"])
+            splits[s["split"]] += s["rows"]
+            if s["partition"]:
+                partitions[s["partition"]] += s["rows"]
+        else:
+            by_kind[s["kind"]].update(s["counts"])
+    kept = sum(splits.values())
+
+    def per_stage(counter: Counter, stage: str) -> dict[str, int]:
+        return {k.split(":", 1)[1]: v for k, v in sorted(counter.items()) if k.split(":", 1)[0] == stage}
+
+    stages, rows_in = [], lines
+    for stage in _stages(config):
+        rej, dead = per_stage(by_kind["rejected"], stage), per_stage(by_kind["dead_letter"], stage)
+        stage_kept = rows_in - sum(rej.values()) - sum(dead.values())
+        stages.append({"stage": stage, "in": rows_in, "kept": stage_kept, "rejected": rej, "dead_letter": dead})
+        rows_in = stage_kept
+    rejected, dead_letter = sum(by_kind["rejected"].values()), sum(by_kind["dead_letter"].values())
+    seconds = max(finished - started, 1e-9)
+    models = {}
+    if model_path:
+        models["langid"] = {"path": model_path, "sha256": sha256_of(model_path)}
+        models["langid"]["bundled"] = models["langid"]["sha256"] == SHA256
+    return {
+        "name": config.name,
+        "xlcorpus_version": version("xlcorpus"),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(lines / seconds, 1),
+        "beam_args": beam_args,
+        "inputs": manifest["inputs"],
+        "stages": stages,
+        "accounting": {"in": lines, "kept": kept, "rejected": rejected, "dead_letter": dead_letter,
+                       "balanced": lines == kept + rejected + dead_letter and rows_in == kept},
+        "splits": dict(sorted(splits.items())),
+        "partitions": dict(sorted(partitions.items())),
+        "languages": dict(languages.most_common()),
+        "models": models,
+        "config": config.model_dump(mode="json"),
+        "shards": [{k: s[k] for k in ("kind", "partition", "split", "path", "rows")} for s in shards],
+    }
+

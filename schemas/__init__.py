@@ -1,0 +1,100 @@
+"""Arrow schemas: the single source of truth for every column xlcorpus writes.
+
+Each stage adds columns and never rewrites another stage's columns. Every field
+carries metadata naming the stage that owns it (``xlcorpus.stage``), so a reader of
+the dataset can tell where a column came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pyarrow as pa
+
+STAGE_KEY = b"xlcorpus.stage"
+
+
+def _owned(stage: str, *fields: pa.Field) -> tuple[pa.Field, ...]:
+    return tuple(f.with_metadata({STAGE_KEY: stage.encode()}) for f in fields)
+
+
+# --- the document record (owned by the reader) --------------------------------
+DOCUMENT_FIELDS = _owned(
+    "read",
+    pa.field("id", pa.string(), nullable=False),
+    pa.field("text", pa.string(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),  # input file path
+    pa.field("line", pa.int64(), nullable=False),  # 1-based line (row index + 1 for Parquet)
+    pa.field("offset", pa.int64(), nullable=False),  # byte offset of the line in the decompressed file
+    pa.field("meta", pa.string()),  # remaining JSON fields of the record, as a JSON object string
+)
+DOCUMENT_SCHEMA = pa.schema(DOCUMENT_FIELDS)
+
+# --- language identification ---------------------------------------------------
+LANG_CANDIDATE = pa.struct([("lang", pa.string()), ("script", pa.string()), ("score", pa.float32())])
+LANGID_FIELDS = _owned(
+    "langid",
+    pa.field("lang", pa.string()),  # ISO 639-3 ("zxx" when the text has no linguistic content)
+    pa.field("lang_score", pa.float32()),  # model probability of `lang`; null when not predicted
+    pa.field("lang_script", pa.string()),  # ISO 15924 script from the model label, when it has one
+    pa.field("script", pa.string()),  # majority Unicode script of the text (ISO 15924)
+    pa.field("lang_topk", pa.list_(LANG_CANDIDATE)),  # model's top-k candidates, best first
+    pa.field("lang_script_override", pa.bool_()),  # true when a lower candidate won on script agreement
+)
+
+STAGE_FIELDS: dict[str, tuple[pa.Field, ...]] = {"langid": LANGID_FIELDS}
+
+
+def dataset_schema(stages: Iterable[str] = ("langid",)) -> pa.Schema:
+    """Schema of kept rows after the given stages ran, in pipeline order."""
+    fields = list(DOCUMENT_FIELDS)
+    for stage in stages:
+        fields.extend(STAGE_FIELDS[stage])
+    return pa.schema(fields)
+
+
+# --- accounting -------------------------------------------------------------------
+# A rejected row is a deliberate decision: the document plus who rejected it and why.
+REJECTED_SCHEMA = pa.schema(
+    list(DOCUMENT_FIELDS)
+    + list(
+        _owned(
+            "accounting",
+            pa.field("stage", pa.string(), nullable=False),
+            pa.field("reason", pa.string(), nullable=False),
+            pa.field("detail", pa.string()),  # JSON object with the stage's evidence (e.g. the score)
+        )
+    )
+)
+
+# A dead-letter row could not be processed: the raw bytes are kept so nothing is lost.
+DEAD_LETTER_SCHEMA = pa.schema(
+    _owned(
+        "accounting",
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("error", pa.string(), nullable=False),  # human-readable message naming the field
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("line", pa.int64()),
+        pa.field("offset", pa.int64()),
+        pa.field("id", pa.string()),
+        pa.field("raw", pa.binary()),  # the original bytes of the line / row
+    )
+)
+
+
+def stage_of(field: pa.Field) -> str | None:
+    """Which stage owns a column (None for columns xlcorpus did not declare)."""
+    meta = field.metadata or {}
+    value = meta.get(STAGE_KEY)
+    return value.decode() if value else None
+
+
+def output_features(schema: pa.Schema):
+    """`datasets.Features` of an output written with ``schema``.
+
+    Imported lazily: workers that only read and tag never need `datasets`.
+    """
+    import datasets
+
+    return datasets.Features.from_arrow_schema(schema)

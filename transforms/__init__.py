@@ -1,0 +1,1 @@
+"""xlcorpus stages: one module per stage; readers and writers too."""

@@ -1,0 +1,272 @@
+"""Dataset sink: the Hugging Face ``save_to_disk`` layout, written by the workers.
+
+Workers stream their batches into Arrow IPC shards under a temporary directory
+(one open writer per partition/split/source file in a bundle, never the whole
+dataset in memory). A final step, fed only the small shard descriptions, gives the
+shards their ``data-00000-of-0000N.arrow`` names in a deterministic order and
+writes ``state.json``, ``dataset_info.json`` and ``dataset_dict.json``.
+
+Determinism: a shard holds rows of one source file in input order, and shards are
+ordered by (source, first line), so the same input and config give the same bytes
+whatever the runner's parallelism.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import zlib
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
+
+DATASET, REJECTED, DEAD_LETTER = "dataset", "rejected", "dead_letter"
+SUBDIR = {DATASET: "", REJECTED: "_rejected", DEAD_LETTER: "_dead_letter"}
+
+
+# --- pure helpers ------------------------------------------------------------------
+def assign_splits(ids: pa.Array, ratios: Mapping[str, float]) -> np.ndarray:
+    """Split index per row from a stable hash (CRC-32) of the id: the same id always
+    lands in the same split, whatever the run, runner or row order."""
+    names = list(ratios)
+    bounds = np.cumsum([ratios[s] for s in names], dtype=np.float64)
+    bounds /= bounds[-1]
+    crc = zlib.crc32
+    u = np.fromiter((crc(i.encode()) for i in ids.to_pylist()), dtype=np.float64, count=len(ids)) / 2.0**32
+    return np.minimum(np.searchsorted(bounds, u, side="right"), len(names) - 1)
+
+
+def hf_schema(schema: pa.Schema, features: dict) -> pa.Schema:
+    """The schema plus the ``huggingface`` metadata that ``save_to_disk`` embeds."""
+    meta = dict(schema.metadata or {})
+    meta[b"huggingface"] = json.dumps({"info": {"features": features}}).encode()
+    return schema.with_metadata(meta)
+
+
+def dataset_info_json(features: dict) -> str:
+    return json.dumps({"citation": "", "description": "", "features": features, "homepage": "",
+                       "license": ""}, indent=2)
+
+
+def state_json(filenames: Sequence[str], split: str | None, fingerprint: str) -> str:
+    return json.dumps({"_data_files": [{"filename": f} for f in filenames], "_fingerprint": fingerprint,
+                       "_format_columns": None, "_format_kwargs": {}, "_format_type": None,
+                       "_output_all_columns": False, "_split": split}, indent=2)
+
+
+def _source_key(source: str) -> str:
+    return hashlib.sha1(source.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SinkSpec:
+    """Everything a worker needs to write one kind of output."""
+
+    kind: str  # dataset | rejected | dead_letter
+    tmp_dir: str
+    schema: pa.Schema  # with huggingface metadata
+    splits: Mapping[str, float] | None  # None: one unsplit Dataset
+    partition_by: str | None = None  # e.g. "lang"
+    max_rows_per_shard: int = 200_000
+
+
+class _Shard:
+    def __init__(self, path: str, schema: pa.Schema):
+        self.path = path
+        self.file = FileSystems.create(path)
+        self.writer = pa.ipc.new_stream(self.file, schema)
+        self.rows = 0
+        self.counts: Counter[str] = Counter()
+
+    def close(self):
+        self.writer.close()
+        self.file.close()
+
+
+class WriteShardsFn(beam.DoFn):
+    """RecordBatches -> Arrow IPC shards; emits one description per shard."""
+
+    def __init__(self, spec: SinkSpec):
+        self.spec = spec
+        self.rows = Metrics.counter("xlcorpus.sink", spec.kind)
+
+    def start_bundle(self):
+        self.open: dict[tuple, _Shard] = {}
+        self.done: list[dict] = []
+
+    def process(self, batch: pa.RecordBatch):
+        if batch.num_rows == 0:
+            return
+        sources = batch.column("source").unique()
+        if len(sources) > 1:  # readers emit one file per batch; be safe with other producers
+            for source in sources.to_pylist():
+                self.process(batch.filter(pc.equal(batch.column("source"), source)))
+            return
+        self.rows.inc(batch.num_rows)
+        source = sources[0].as_py()
+        tag = "" if self.spec.kind == DATASET else batch.column("stage")[0].as_py()
+        for (part, split), rows in self._groups(batch):
+            self._write(part, split, source, tag, rows)
+
+    def _groups(self, batch: pa.RecordBatch):
+        """(partition, split) -> rows of the batch."""
+        spec = self.spec
+        if spec.splits is None and spec.partition_by is None:
+            yield ("", ""), batch
+            return
+        names = list(spec.splits) if spec.splits else [""]
+        split_idx = (assign_splits(batch.column("id"), spec.splits) if spec.splits
+                     else np.zeros(batch.num_rows, np.int64))
+        parts = (pc.fill_null(batch.column(spec.partition_by), "und").to_numpy(zero_copy_only=False)
+                 if spec.partition_by else np.full(batch.num_rows, "", object))
+        for part in sorted(set(parts.tolist())):
+            in_part = parts == part
+            for s, name in enumerate(names):
+                mask = in_part & (split_idx == s)
+                if mask.any():
+                    yield (part, name), batch.filter(pa.array(mask))
+
+    def _write(self, part: str, split: str, source: str, tag: str, rows: pa.RecordBatch):
+        key = (part, split, source, tag)
+        shard = self.open.get(key)
+        if shard is None:
+            first = rows.column("line")[0].as_py()
+            name = f"part-{_source_key(source)}-{tag or 'kept'}-{first if first is not None else 0:012d}.arrow"
+            path = FileSystems.join(self.spec.tmp_dir, "_shards", self.spec.kind, part or "_", split or "_", name)
+            shard = self.open[key] = _Shard(path, self.spec.schema)
+            shard.meta = {"kind": self.spec.kind, "partition": part, "split": split, "source": source,
+                          "tag": tag, "first_line": first or 0, "path": path}
+        shard.writer.write_batch(rows.cast(self.spec.schema) if rows.schema != self.spec.schema else rows)
+        shard.rows += rows.num_rows
+        if self.spec.kind == DATASET:
+            if "lang" in rows.schema.names:
+                shard.counts.update(dict(zip(*_value_counts(rows.column("lang")))))
+        else:
+            stages, reasons = rows.column("stage").to_pylist(), rows.column("reason").to_pylist()
+            shard.counts.update(f"{s}:{r}" for s, r in zip(stages, reasons))
+        if shard.rows >= self.spec.max_rows_per_shard:
+            self._close(key)
+
+    def _close(self, key):
+        shard = self.open.pop(key)
+        shard.close()
+        self.done.append({**shard.meta, "rows": shard.rows, "counts": dict(shard.counts)})
+
+    def finish_bundle(self):
+        for key in list(self.open):
+            self._close(key)
+        for info in self.done:
+            yield WindowedValue(info, GlobalWindow().max_timestamp(), [GlobalWindow()])
+
+
+def _ensure_dir(directory: str):
+    try:
+        FileSystems.mkdirs(directory)
+    except OSError:  # exists already (object stores have no directories at all)
+        pass
+
+
+def _value_counts(arr: pa.Array) -> tuple[list, list]:
+    vc = pc.value_counts(pc.fill_null(arr, "null"))
+    return vc.field("values").to_pylist(), vc.field("counts").to_pylist()
+
+
+class FinalizeFn(beam.DoFn):
+    """All shard descriptions -> final file names and the HF metadata files."""
+
+    def __init__(self, tmp_dir: str, specs: Sequence[SinkSpec], features: Mapping[str, dict],
+                 splits: Sequence[str]):
+        self.tmp_dir, self.specs, self.features, self.splits = tmp_dir, list(specs), dict(features), list(splits)
+
+    def process(self, infos: list[dict]):
+        shards = [i for i in infos if i.get("kind") in SUBDIR]
+        inputs = sorted((i for i in infos if i.get("kind") == "input"), key=lambda i: i["source"])
+        layout: dict[tuple[str, str, str], list[dict]] = {}
+        for info in shards:
+            layout.setdefault((info["kind"], info["partition"], info["split"]), []).append(info)
+        # Every split of every partition exists, if only as one empty shard.
+        for spec in self.specs:
+            parts = {p for (k, p, _s) in layout if k == spec.kind} or {""}
+            names = list(spec.splits) if spec.splits else [""]
+            for part in parts:
+                for split in names:
+                    layout.setdefault((spec.kind, part, split), [])
+        written = []
+        for (kind, part, split), group in sorted(layout.items()):
+            spec = next(s for s in self.specs if s.kind == kind)
+            group.sort(key=lambda i: (i["source"], i["tag"], i["first_line"]))
+            directory = FileSystems.join(self.tmp_dir, *[p for p in (SUBDIR[kind], part, split) if p])
+            if not group:  # an empty split still needs one (empty) Arrow file to load
+                group = [self._empty_shard(spec, directory, part, split)]
+            _ensure_dir(directory)
+            filenames = []
+            for n, info in enumerate(group):
+                name = f"data-{n:05d}-of-{len(group):05d}.arrow"
+                target = FileSystems.join(directory, name)
+                FileSystems.rename([info["path"]], [target]) if info["path"] != target else None
+                filenames.append(name)
+                written.append({**info, "path": posixpath.relpath(target, self.tmp_dir)})
+            fingerprint = hashlib.sha256(json.dumps(
+                [kind, part, split, [(i["source"], i["tag"], i["first_line"], i["rows"]) for i in group]]
+            ).encode()).hexdigest()[:16]
+            self._write_text(FileSystems.join(directory, "state.json"),
+                             state_json(filenames, split or None, fingerprint))
+            self._write_text(FileSystems.join(directory, "dataset_info.json"),
+                             dataset_info_json(self.features[kind]))
+        for spec in self.specs:
+            if spec.splits:
+                for part in sorted({p for (k, p, _s) in layout if k == spec.kind}):
+                    directory = FileSystems.join(self.tmp_dir, *[p for p in (SUBDIR[spec.kind], part) if p])
+                    self._write_text(FileSystems.join(directory, "dataset_dict.json"),
+                                     json.dumps({"splits": list(spec.splits)}))
+        FileSystems.delete([FileSystems.join(self.tmp_dir, "_shards")])
+        manifest = {"inputs": inputs, "shards": written}
+        self._write_text(FileSystems.join(self.tmp_dir, "_manifest.json"), json.dumps(manifest, sort_keys=True))
+        yield manifest
+
+    @staticmethod
+    def _empty_shard(spec: SinkSpec, directory: str, part: str, split: str) -> dict:
+        path = FileSystems.join(directory, "data-00000-of-00001.arrow")
+        shard = _Shard(path, spec.schema)
+        # One zero-row batch: a stream with no batch at all does not load in `datasets`.
+        shard.writer.write_batch(pa.RecordBatch.from_pylist([], schema=spec.schema))
+        shard.close()
+        return {"kind": spec.kind, "partition": part, "split": split, "source": "", "tag": "", "first_line": 0,
+                "path": path, "rows": 0, "counts": {}}
+
+    @staticmethod
+    def _write_text(path: str, text: str):
+        with FileSystems.create(path) as f:
+            f.write(text.encode())
+
+
+class WriteDataset(beam.PTransform):
+    """{kind: PCollection[RecordBatch]} (+ input file stats) -> the dataset in ``tmp_dir``.
+
+    Output: a one-element PCollection with the manifest (inputs and shards with row
+    counts), which the driver turns into report.json.
+    """
+
+    def __init__(self, tmp_dir: str, specs: Sequence[SinkSpec], features: Mapping[str, dict]):
+        super().__init__()
+        self.tmp_dir, self.specs, self.features = tmp_dir, list(specs), features
+
+    def expand(self, pcolls):
+        described = [pcolls[spec.kind] | f"Write {spec.kind}" >> beam.ParDo(WriteShardsFn(spec))
+                     for spec in self.specs]
+        described.append(pcolls["input_stats"])
+        splits = next(s.splits for s in self.specs if s.kind == DATASET)
+        return (tuple(described)
+                | "AllShards" >> beam.Flatten()
+                | "Collect" >> beam.combiners.ToList()
+                | "Finalize" >> beam.ParDo(FinalizeFn(self.tmp_dir, self.specs, self.features, list(splits or []))))

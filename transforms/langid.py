@@ -1,0 +1,413 @@
+"""Language identification with fastText, one predict call per RecordBatch.
+
+Core (no Beam): label normalisation to ISO 639-3 + ISO 15924, majority Unicode
+script of a text, the cleaned copy the model sees, script-consistency correction,
+and the keep/reject decision. ``LanguageId`` is the thin Beam transform around it;
+the model is loaded once per worker process through ``apache_beam.utils.shared``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import apache_beam as beam
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import regex
+from apache_beam.metrics import Metrics
+from apache_beam.utils import shared
+
+from xlcorpus.schemas import DEAD_LETTER_SCHEMA, LANG_CANDIDATE, LANGID_FIELDS, REJECTED_SCHEMA
+
+log = logging.getLogger(__name__)
+STAGE = "langid"
+KEPT, REJECTED, DEAD_LETTER = "kept", "rejected", "dead_letter"
+NO_LANGUAGE = "zxx"  # ISO 639: no linguistic content
+
+# --- label normalisation --------------------------------------------------------
+# lid.176 codes whose ISO 639-1/3 reading is wrong or missing.
+_LID176_SPECIAL = {
+    "als": "gsw",  # lid.176 "als" is Alemannic Wikipedia; ISO "als" is Tosk Albanian
+    "bh": "bih",  # Bihari (collective code; no individual ISO 639-3 code)
+    "eml": "egl",  # Emiliano-Romagnolo: retired ISO code, Emilian is egl
+    "nah": "nah",  # Nahuatl (collective)
+    "sh": "hbs",  # Serbo-Croatian
+}
+# Script subtags that stand for several Unicode scripts.
+_SCRIPT_GROUPS = {"Jpan": {"Hani", "Hira", "Kana"}, "Kore": {"Hang", "Hani"}, "Hans": {"Hani"},
+                  "Hant": {"Hani"}, "Hrkt": {"Hira", "Kana"}}
+
+
+@functools.cache
+def normalize_lang_code(code: str) -> str:
+    """ISO 639-1/-2/-3 or lid.176 code -> ISO 639-3 (unknown codes pass through lowercased)."""
+    import pycountry
+
+    code = code.strip().lower().replace("-", "_").split("_")[0]
+    if code in _LID176_SPECIAL:
+        return _LID176_SPECIAL[code]
+    if len(code) == 2:
+        lang = pycountry.languages.get(alpha_2=code)
+        return lang.alpha_3 if lang else code
+    if len(code) == 3 and (lang := pycountry.languages.get(bibliographic=code)) is not None:
+        return lang.alpha_3  # ISO 639-2/B (e.g. "ger") -> 639-3 ("deu")
+    return code
+
+
+@functools.cache
+def normalize_label(label: str) -> tuple[str, str | None]:
+    """fastText label -> (ISO 639-3, ISO 15924 script or None).
+
+    ``__label__en`` (lid.176) -> (eng, None); ``__label__eng_Latn`` (GlotLID,
+    OpenLID, NLLB LID) -> (eng, Latn); ``__label__zxx_Zxxx`` / ``und_Latn`` keep
+    their special codes.
+    """
+    body = label.removeprefix("__label__")
+    lang, _, script = body.partition("_")
+    script = script.title() if len(script) == 4 and script.isalpha() else None
+    return normalize_lang_code(lang), script
+
+
+# Usual scripts of languages whose labels carry none (lid.176). Languages not
+# listed are expected in Latin script; "zxx"/"und" are never checked.
+_USUAL_SCRIPTS_TABLE = {
+    "Arab": "ara arz ary acm apc ajp afb aeb arb azb bal ckb fas pes prs glk kur lrc mzn pnb pus snd uig urd",
+    "Cyrl": "abk ava bak bel bua bul bxr che chv kaz kbd kir kom kpv krc lez mdf mhr mkd mon mrj myv oss "
+            "rue rus sah srp tat tgk tyv udm ukr xal hbs uzb",
+    "Latn": "srp hbs uzb kur kaz gom aze tat",
+    "Grek": "ell grc", "Hebr": "heb yid lad", "Armn": "hye", "Geor": "kat xmf",
+    "Deva": "hin mar nep npi san mai bho new gom dty bih awa mag",
+    "Beng": "ben asm bpy", "Guru": "pan", "Gujr": "guj", "Orya": "ori ory", "Taml": "tam",
+    "Telu": "tel", "Knda": "kan tcy", "Mlym": "mal", "Sinh": "sin", "Thai": "tha", "Laoo": "lao",
+    "Khmr": "khm", "Mymr": "mya shn", "Tibt": "bod dzo", "Ethi": "amh tir tig", "Thaa": "div",
+    "Syrc": "syr", "Hani": "zho cmn wuu yue lzh gan hak jpn kor", "Hira": "jpn", "Kana": "jpn",
+    "Hang": "kor", "Mong": "mon", "Tfng": "zgh", "Nkoo": "nqo", "Cher": "chr", "Cans": "iku cre",
+}
+_USUAL_SCRIPTS: dict[str, frozenset[str]] = {}
+for _script, _langs in _USUAL_SCRIPTS_TABLE.items():
+    for _lang in _langs.split():
+        _USUAL_SCRIPTS[_lang] = _USUAL_SCRIPTS.get(_lang, frozenset()) | {_script}
+
+
+def usual_scripts(lang: str, label_script: str | None = None) -> frozenset[str] | None:
+    """Scripts a language is normally written in (None: no expectation)."""
+    if lang in (NO_LANGUAGE, "und", "mis", "mul"):
+        return None
+    if label_script:
+        return frozenset(_SCRIPT_GROUPS.get(label_script, {label_script}))
+    return _USUAL_SCRIPTS.get(lang, frozenset({"Latn"}))
+
+
+# --- script detection ------------------------------------------------------------
+# ISO 15924 codes of the scripts in Unicode; codes the installed `regex` does not know
+# are skipped. Zyyy (Common), Zinh (Inherited) and Zzzz (Unknown) never win a majority.
+_SCRIPT_CODES = (
+    "Zyyy Zinh Zzzz Adlm Aghb Ahom Arab Armi Armn Avst Bali Bamu Bass Batk Beng Bhks Bopo Brah Brai "
+    "Bugi Buhd Cakm Cans Cari Cham Cher Chrs Copt Cpmn Cprt Cyrl Deva Diak Dogr Dsrt Dupl Egyp Elba "
+    "Elym Ethi Gara Geor Glag Gong Gonm Goth Gran Grek Gujr Gukh Guru Hang Hani Hano Hatr Hebr Hira "
+    "Hluw Hmng Hmnp Hung Ital Java Kali Kana Kawi Khar Khmr Khoj Kits Knda Krai Kthi Lana Laoo Latn "
+    "Lepc Limb Lina Linb Lisu Lyci Lydi Mahj Maka Mand Mani Marc Medf Mend Merc Mero Mlym Modi Mong "
+    "Mroo Mtei Mult Mymr Nagm Nand Narb Nbat Newa Nkoo Nshu Ogam Olck Onao Orkh Orya Osge Osma Ougr "
+    "Palm Pauc Perm Phag Phli Phlp Phnx Plrd Prti Rjng Rohg Runr Samr Sarb Saur Sgnw Shaw Shrd Sidd "
+    "Sind Sinh Sogd Sogo Sora Soyo Sund Sunu Sylo Syrc Tagb Takr Tale Talu Taml Tang Tavt Telu Tfng "
+    "Tglg Thaa Thai Tibt Tirh Tnsa Todr Toto Tutg Ugar Vaii Vith Wara Wcho Xpeo Xsux Yezi Yiii Zanb"
+).split()
+_TABLE_SIZE = 0x40000  # planes 0-3; everything above is Unknown for our purposes
+_NEUTRAL = 3  # indices below this are Zyyy, Zinh, Zzzz
+
+
+@functools.cache
+def _script_table() -> tuple[np.ndarray, tuple[str, ...]]:
+    """Code point -> index into the tuple of script codes (built once per process, ~0.3 s)."""
+    chars = "".join(chr(c) for c in range(_TABLE_SIZE) if not 0xD800 <= c <= 0xDFFF)
+    positions = np.array([c for c in range(_TABLE_SIZE) if not 0xD800 <= c <= 0xDFFF], dtype=np.int64)
+    table = np.full(_TABLE_SIZE, 2, dtype=np.uint8)  # Zzzz
+    codes: list[str] = []
+    for code in _SCRIPT_CODES:
+        try:
+            pattern = regex.compile(rf"\p{{Script={code}}}+")
+        except regex.error:
+            continue
+        index = len(codes)
+        codes.append(code)
+        for m in pattern.finditer(chars):
+            table[positions[m.start():m.end()]] = index
+    return table, tuple(codes)
+
+
+def majority_scripts(texts: pa.Array) -> pa.Array:
+    """Majority script (ISO 15924) of each text, ignoring Common/Inherited characters.
+
+    Vectorised: all texts are decoded to code points once and counted with numpy.
+    Texts with no script-bearing character get ``Zyyy``.
+    """
+    table, codes = _script_table()
+    texts = texts.cast(pa.large_string()) if pa.types.is_string(texts.type) else texts
+    texts = pc.fill_null(texts, "")
+    n = len(texts)
+    if n == 0:
+        return pa.array([], pa.string())
+    joined = "".join(texts.to_pylist()) if texts.offset else _joined(texts)
+    cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    lengths = pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
+    sids = table[np.minimum(cps, _TABLE_SIZE - 1)].astype(np.int64)
+    sids[cps >= _TABLE_SIZE] = 2
+    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
+    bearing = sids >= _NEUTRAL
+    counts = np.bincount(rows[bearing] * len(codes) + sids[bearing], minlength=n * len(codes))
+    counts = counts.reshape(n, len(codes))
+    best = counts.argmax(axis=1)
+    best[counts.sum(axis=1) == 0] = 0  # Zyyy
+    return pa.array(np.asarray(codes, dtype=object)[best], pa.string())
+
+
+def _joined(texts: pa.Array) -> str:
+    """All strings of an unsliced (large_)string array as one str, without per-row Python."""
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)[: len(texts) + 1]
+    data = texts.buffers()[2]
+    if data is None:
+        return ""
+    return data.to_pybytes()[offsets[0]:offsets[-1]].decode("utf-8")
+
+
+# --- the model's view of the text -------------------------------------------------
+# URLs, e-mail addresses, numbers and line breaks say nothing about the language and
+# fastText's predict refuses newlines. RE2 via Arrow: one vectorised call per batch.
+_NOISE = r"(?:https?://|ftp://|www\.)\S+|[\w.+-]+@[\w-]+\.[\w.-]+|\pN+|[\pZ\s]+"
+
+
+def clean_for_lid(texts: pa.Array) -> pa.Array:
+    cleaned = pc.replace_substring_regex(pc.fill_null(texts, ""), _NOISE, " ")
+    return pc.utf8_trim_whitespace(cleaned)
+
+
+# --- options and decisions ---------------------------------------------------------
+@dataclass(frozen=True)
+class LangIdOptions:
+    model: str | None = None  # fastText model path; None = bundled lid.176.ftz
+    top_k: int = 3
+    threshold: float = 0.5
+    thresholds: Mapping[str, float] = field(default_factory=dict)  # per language (ISO 639-3)
+    keep: Sequence[str] = ()  # empty: keep every language
+    label_only: bool = False  # tag, never reject
+    script_consistency: bool = True
+
+    def normalized(self) -> LangIdOptions:
+        """Language codes in the config may be ISO 639-1 or -3: compare in 639-3."""
+        return LangIdOptions(
+            model=self.model, top_k=self.top_k, threshold=self.threshold,
+            thresholds={normalize_lang_code(k): v for k, v in self.thresholds.items()},
+            keep=tuple(normalize_lang_code(k) for k in self.keep),
+            label_only=self.label_only, script_consistency=self.script_consistency)
+
+
+class FastTextModel:
+    """A loaded fastText model plus its identity for the run report."""
+
+    def __init__(self, path: str):
+        import fasttext
+
+        self.path = str(path)
+        fasttext.FastText.eprint = lambda *a, **k: None  # silence the load-time warning
+        self.model = fasttext.load_model(self.path)
+        self.labels = len(self.model.get_labels())
+
+    def predict(self, lines: list[str], k: int) -> tuple[list[list[str]], np.ndarray]:
+        """Top-k labels and probabilities, shape (len(lines), k). One native call."""
+        if not lines:
+            return [], np.zeros((0, k), np.float32)
+        labels, probs = self.model.f.multilinePredict(lines, k, 0.0, "replace")
+        width = min(k, self.labels)
+        scores = np.zeros((len(lines), width), np.float32)
+        for i, p in enumerate(probs):  # rows shorter than k only when the model has < k labels
+            scores[i, : len(p)] = p
+        return labels, scores
+
+
+def identify(texts: pa.Array, model: FastTextModel, opts: LangIdOptions) -> dict[str, pa.Array]:
+    """The LID columns for a batch of texts (see schemas.LANGID_FIELDS)."""
+    n = len(texts)
+    scripts = majority_scripts(texts)
+    cleaned = clean_for_lid(texts)
+    has_content = pc.greater(pc.utf8_length(cleaned), 0).to_numpy(zero_copy_only=False)
+    todo = np.flatnonzero(has_content)
+    labels, probs = model.predict(pc.take(cleaned, pa.array(todo, pa.int64())).to_pylist(), opts.top_k)
+    k = probs.shape[1]
+
+    lang = [NO_LANGUAGE] * n
+    lang_script: list[str | None] = [None] * n
+    score = np.full(n, np.nan, np.float32)
+    override = np.zeros(n, bool)
+    script_list = scripts.to_pylist()
+    cand_langs: list[str] = []
+    cand_scripts: list[str | None] = []
+    for j, (row, row_labels) in enumerate(zip(todo.tolist(), labels)):
+        normalized = [normalize_label(label) for label in row_labels]
+        best = _script_consistent_choice(normalized, script_list[row]) if opts.script_consistency else 0
+        override[row] = best > 0
+        lang[row], lang_script[row] = normalized[best]
+        score[row] = probs[j, best]
+        for code, sc in normalized:
+            cand_langs.append(code)
+            cand_scripts.append(sc)
+
+    topk_offsets = np.zeros(n + 1, np.int32)
+    topk_offsets[1:] = np.cumsum(has_content * k)
+    candidates = pa.StructArray.from_arrays(
+        [pa.array(cand_langs, pa.string()), pa.array(cand_scripts, pa.string()),
+         pa.array(probs.reshape(-1), pa.float32())], fields=list(LANG_CANDIDATE))
+    topk = pa.ListArray.from_arrays(pa.array(topk_offsets), candidates, type=LANGID_FIELDS[4].type,
+                                    mask=pa.array(~has_content))
+    return {
+        "lang": pa.array(lang, pa.string()),
+        "lang_score": pa.array(score, pa.float32(), from_pandas=True),  # NaN -> null
+        "lang_script": pa.array(lang_script, pa.string()),
+        "script": scripts,
+        "lang_topk": topk,
+        "lang_script_override": pa.array(override, pa.bool_()),
+    }
+
+
+def _script_consistent_choice(candidates: list[tuple[str, str | None]], text_script: str) -> int:
+    """Index of the first candidate whose usual script matches the text's script
+    (0 when the top one does, when none does, or when the text has no script)."""
+    if text_script in ("Zyyy", "Zinh", "Zzzz"):
+        return 0
+    top = usual_scripts(*candidates[0]) if candidates else None
+    if top is None or text_script in top:
+        return 0
+    for i, (code, label_script) in enumerate(candidates[1:], start=1):
+        expected = usual_scripts(code, label_script)
+        if expected is not None and text_script in expected:
+            return i
+    return 0
+
+
+def decide(texts: pa.Array, columns: dict[str, pa.Array], opts: LangIdOptions) -> list[tuple[str, dict] | None]:
+    """Per row: None (keep) or (reason, detail) for rejection."""
+    empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(pc.fill_null(texts, ""))), 0).to_pylist()
+    out: list[tuple[str, dict] | None] = []
+    keep = set(opts.keep)
+    for is_empty, lang, score in zip(empty, columns["lang"].to_pylist(), columns["lang_score"].to_pylist()):
+        if opts.label_only:
+            out.append(None)
+        elif is_empty:
+            out.append(("empty_text", {}))
+        elif lang == NO_LANGUAGE and NO_LANGUAGE not in keep:
+            out.append(("no_linguistic_content", {}))
+        elif keep and lang not in keep:
+            out.append(("lid_not_kept", {"lang": lang, "lang_score": score}))
+        elif score is not None and score < (threshold := opts.thresholds.get(lang, opts.threshold)):
+            out.append(("lid_low_confidence", {"lang": lang, "lang_score": score, "threshold": threshold}))
+        else:
+            out.append(None)
+    return out
+
+
+def rejected_rows(batch: pa.RecordBatch, mask: np.ndarray, decisions: list, stage: str) -> pa.RecordBatch:
+    """Rows of ``batch`` selected by ``mask`` as REJECTED_SCHEMA rows."""
+    idx = np.flatnonzero(mask)
+    docs = batch.select([f.name for f in REJECTED_SCHEMA if f.name in batch.schema.names]).take(pa.array(idx))
+    reasons = [decisions[i][0] for i in idx]
+    details = [orjson.dumps(decisions[i][1]).decode() if decisions[i][1] else None for i in idx]
+    return pa.RecordBatch.from_arrays(
+        list(docs.columns) + [pa.array([stage] * len(idx)), pa.array(reasons), pa.array(details, pa.string())],
+        schema=REJECTED_SCHEMA)
+
+
+def annotate(batch: pa.RecordBatch, model: FastTextModel, opts: LangIdOptions
+             ) -> tuple[pa.RecordBatch, pa.RecordBatch | None]:
+    """(kept rows with LID columns, rejected rows or None)."""
+    columns = identify(batch.column("text"), model, opts)
+    tagged = batch
+    for f in LANGID_FIELDS:
+        tagged = tagged.append_column(f, columns[f.name])
+    decisions = decide(batch.column("text"), columns, opts)
+    reject = np.array([d is not None for d in decisions], bool)
+    if not reject.any():
+        return tagged, None
+    kept = tagged.filter(pa.array(~reject))
+    return kept, rejected_rows(batch, reject, decisions, STAGE)
+
+
+def dead_letter_rows(batch: pa.RecordBatch, error: Exception, stage: str) -> pa.RecordBatch:
+    n = batch.num_rows
+    texts = batch.column("text").to_pylist()
+    return pa.RecordBatch.from_arrays(
+        [pa.array([stage] * n), pa.array(["model_error"] * n),
+         pa.array([f"{s}:{line}: id={i!r}: field 'text': {type(error).__name__}: {error}"
+                   for s, line, i in zip(batch.column("source").to_pylist(), batch.column("line").to_pylist(),
+                                         batch.column("id").to_pylist())]),
+         batch.column("source"), batch.column("line"), batch.column("offset"), batch.column("id"),
+         pa.array([t.encode("utf-8", "surrogatepass") for t in texts], pa.binary())],
+        schema=DEAD_LETTER_SCHEMA)
+
+
+# --- Beam ----------------------------------------------------------------------------
+_SHARED_MODELS = shared.Shared()
+
+
+class _LangIdFn(beam.DoFn):
+    def __init__(self, opts: LangIdOptions, model_path: str):
+        self.opts, self.model_path = opts.normalized(), model_path
+        self.model: FastTextModel | None = None
+        self.counters = {name: Metrics.counter("xlcorpus.langid", name) for name in
+                         ("in", KEPT, REJECTED, DEAD_LETTER)}
+
+    def setup(self):
+        # One model per worker process, shared by all DoFn instances (threads) in it.
+        self.model = _SHARED_MODELS.acquire(lambda: _Holder(FastTextModel(self.model_path)),
+                                            tag=self.model_path).model
+
+    def process(self, batch: pa.RecordBatch):
+        self.counters["in"].inc(batch.num_rows)
+        try:
+            kept, rejected = annotate(batch, self.model, self.opts)
+        except Exception as e:  # a model failure: retry rows one by one to isolate the bad ones
+            log.warning("langid failed on a batch of %d rows (%s); retrying row by row", batch.num_rows, e)
+            yield from self._row_by_row(batch)
+            return
+        yield from self._emit(kept, rejected)
+
+    def _row_by_row(self, batch: pa.RecordBatch):
+        for i in range(batch.num_rows):
+            row = batch.slice(i, 1)
+            try:
+                kept, rejected = annotate(row, self.model, self.opts)
+            except Exception as e:
+                self.counters[DEAD_LETTER].inc()
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter_rows(row, e, STAGE))
+                continue
+            yield from self._emit(kept, rejected)
+
+    def _emit(self, kept, rejected):
+        if kept.num_rows:
+            self.counters[KEPT].inc(kept.num_rows)
+            yield kept
+        if rejected is not None:
+            self.counters[REJECTED].inc(rejected.num_rows)
+            yield beam.pvalue.TaggedOutput(REJECTED, rejected)
+
+
+class _Holder:
+    """shared.Shared needs a weak-referenceable object."""
+
+    def __init__(self, model: FastTextModel):
+        self.model = model
+
+
+class LanguageId(beam.PTransform):
+    """PCollection[RecordBatch] -> outputs kept / rejected / dead_letter."""
+
+    def __init__(self, opts: LangIdOptions, model_path: str):
+        super().__init__()
+        self.opts, self.model_path = opts, model_path
+
+    def expand(self, batches):
+        return batches | "Identify" >> beam.ParDo(_LangIdFn(self.opts, self.model_path)).with_outputs(
+            REJECTED, DEAD_LETTER, main=KEPT)
