@@ -178,7 +178,7 @@ def _joined(texts: pa.Array) -> str:
 # --- the model's view of the text -------------------------------------------------
 # URLs, e-mail addresses, numbers and line breaks say nothing about the language and
 # fastText's predict refuses newlines. RE2 via Arrow: one vectorised call per batch.
-_NOISE = r"(?:https?://|ftp://|www\.)\S+|[\w.+-]+@[\w-]+\.[\w.-]+|\pN+|[\pZ\s]+"
+_NOISE = r"[\pZ\s]*(?:(?:https?://|ftp://|www\.)\S+|[\w.+-]+@[\w-]+\.[\w.-]+|\pN+)[\pZ\s]*|[\pZ\s]+"
 
 
 def clean_for_lid(texts: pa.Array) -> pa.Array:
@@ -221,7 +221,9 @@ class FastTextModel:
         """Top-k labels and probabilities, shape (len(lines), k). One native call."""
         if not lines:
             return [], np.zeros((0, k), np.float32)
-        labels, probs = self.model.f.multilinePredict(lines, k, 0.0, "replace")
+        # Same input as fastText's own predict(): each line ends with "\n" (the </s> token).
+        # The lines come from clean_for_lid, so they hold no other newline.
+        labels, probs = self.model.f.multilinePredict([t + "\n" for t in lines], k, 0.0, "replace")
         width = min(k, self.labels)
         scores = np.zeros((len(lines), width), np.float32)
         for i, p in enumerate(probs):  # rows shorter than k only when the model has < k labels

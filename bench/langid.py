@@ -1,0 +1,138 @@
+"""Benchmark: the LID pipeline end to end against raw fastText predict, in one run.
+
+    python bench/langid.py [--lines 200000] [--scale 10] [--top-k 3] [--files 4]
+
+Prints:
+- raw fastText ``predict`` lines/s on the same lines (one list call, k=top_k and k=1);
+- pipeline lines/s, read JSONL -> LID -> write dataset, Beam start-up included,
+  on the DirectRunner in_memory and multi_processing (2 workers);
+- ratio pipeline / raw (target >= 0.6);
+- peak RSS of the pipeline process at N and scale*N lines (should stay flat).
+
+Each pipeline run is a fresh subprocess so its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def make_corpus(directory: Path, n: int, files: int, seed: int = 0) -> list[Path]:
+    """n JSONL lines in `files` files: word salads per language from the demo sample."""
+    from xlcorpus.pipelines.cli import demo_config_path
+
+    by_lang: dict[str, list[str]] = {}
+    for line in (demo_config_path().parent / "demo.jsonl").read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(rec, dict) or not isinstance(rec.get("text"), str) or "-" not in str(rec.get("id")):
+            continue
+        lang = rec["id"].split("-")[0]
+        if lang not in ("noise", "broken"):
+            by_lang.setdefault(lang, []).extend(rec["text"].split())
+    rng = random.Random(seed)
+    langs = sorted(by_lang)
+    paths = [directory / f"part-{i:03d}.jsonl" for i in range(files)]
+    handles = [open(p, "w", encoding="utf-8") for p in paths]
+    for i in range(n):
+        words = by_lang[langs[i % len(langs)]]
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(6, 20)))
+        handles[i % files].write(json.dumps({"id": f"b{i}", "text": text}, ensure_ascii=False) + "\n")
+    for h in handles:
+        h.close()
+    return paths
+
+
+def raw_predict(paths: list[Path], k: int) -> float:
+    """lines/s of fastText predict on the raw texts (parsing not timed)."""
+    import fasttext
+
+    from xlcorpus.transforms.lid_model import default_model_path
+
+    fasttext.FastText.eprint = lambda *a, **kw: None
+    model = fasttext.load_model(str(default_model_path()))
+    lines = [json.loads(l)["text"] for p in paths for l in p.read_text(encoding="utf-8").splitlines()]
+    model.predict(lines[:1000], k=k)  # warm-up
+    start = time.perf_counter()
+    model.predict(lines, k=k)
+    return len(lines) / (time.perf_counter() - start)
+
+
+def child(args) -> None:
+    """One pipeline run; prints seconds and peak RSS as JSON."""
+    from xlcorpus.pipelines.config import load_config
+    from xlcorpus.pipelines.corpus import run_corpus
+
+    config = load_config(data={"input": {"paths": [args.glob], "batch_size": 4096},
+                               "langid": {"top_k": args.top_k, "threshold": 0.0},
+                               "output": {"path": args.out, "overwrite": True}})
+    beam_args = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"] \
+        if args.mode == "multi_processing" else []
+    start = time.perf_counter()
+    report = run_corpus(config, beam_args)
+    seconds = time.perf_counter() - start
+    rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    print(json.dumps({"seconds": seconds, "lines": report["accounting"]["in"], "kept": report["accounting"]["kept"],
+                      "peak_rss_mb": rss / 1024}))
+
+
+def run_pipeline(glob: str, out: str, mode: str, top_k: int) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", "--glob", glob, "--out", out, "--mode", mode,
+                           "--top-k", str(top_k)], capture_output=True, text=True, check=False)
+    if proc.returncode:
+        sys.exit(f"pipeline run failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lines", type=int, default=200_000)
+    ap.add_argument("--scale", type=int, default=10, help="RSS check at lines * scale (0: skip)")
+    ap.add_argument("--top-k", type=int, default=3)
+    ap.add_argument("--files", type=int, default=4)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--glob")
+    ap.add_argument("--out")
+    ap.add_argument("--mode", default="in_memory")
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "n").mkdir()
+        paths = make_corpus(tmp / "n", args.lines, args.files)
+        raw_k = raw_predict(paths, args.top_k)
+        raw_1 = raw_predict(paths, 1)
+        print(f"lines: {args.lines} in {args.files} JSONL files; top_k={args.top_k}")
+        print(f"raw fastText predict, k={args.top_k}: {raw_k:,.0f} lines/s;  k=1: {raw_1:,.0f} lines/s")
+        results = {}
+        for mode in ("in_memory", "multi_processing"):
+            r = run_pipeline(str(tmp / "n" / "*.jsonl"), str(tmp / f"out-{mode}"), mode, args.top_k)
+            results[mode] = r
+            speed = r["lines"] / r["seconds"]
+            print(f"pipeline {mode:16s}: {speed:,.0f} lines/s ({r['seconds']:.2f} s, peak RSS {r['peak_rss_mb']:.0f} MB)"
+                  f"  ratio vs raw k={args.top_k}: {speed / raw_k:.2f}  vs raw k=1: {speed / raw_1:.2f}")
+        if args.scale:
+            (tmp / "big").mkdir()
+            make_corpus(tmp / "big", args.lines * args.scale, args.files)
+            big = run_pipeline(str(tmp / "big" / "*.jsonl"), str(tmp / "out-big"), "in_memory", args.top_k)
+            small = results["in_memory"]
+            print(f"peak RSS in_memory: {small['peak_rss_mb']:.0f} MB at {small['lines']:,} lines, "
+                  f"{big['peak_rss_mb']:.0f} MB at {big['lines']:,} lines "
+                  f"(ratio {big['peak_rss_mb'] / small['peak_rss_mb']:.2f}; time ratio "
+                  f"{big['seconds'] / small['seconds']:.1f} for {args.scale}x lines)")
+
+
+if __name__ == "__main__":
+    main()

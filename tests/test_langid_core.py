@@ -1,0 +1,173 @@
+"""Unit tests for the language-ID core: no Beam, real lid.176 model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from xlcorpus.schemas import LANGID_FIELDS, REJECTED_SCHEMA, dataset_schema
+from xlcorpus.transforms import langid
+from xlcorpus.transforms.langid import (
+    LangIdOptions, annotate, clean_for_lid, decide, identify, majority_scripts, normalize_label,
+    normalize_lang_code, usual_scripts,
+)
+
+
+@pytest.mark.parametrize("label, expected", [
+    ("__label__en", ("eng", None)),
+    ("__label__zh", ("zho", None)),
+    ("__label__mt", ("mlt", None)),
+    ("__label__sw", ("swa", None)),
+    ("__label__yo", ("yor", None)),
+    ("__label__als", ("gsw", None)),  # lid.176 Alemannic, not ISO "als" (Tosk Albanian)
+    ("__label__sh", ("hbs", None)),
+    ("__label__bh", ("bih", None)),
+    ("__label__arz", ("arz", None)),
+    ("__label__eng_Latn", ("eng", "Latn")),  # GlotLID / OpenLID
+    ("__label__mlt_Latn", ("mlt", "Latn")),
+    ("__label__arb_Arab", ("arb", "Arab")),
+    ("__label__zxx_Zxxx", ("zxx", "Zxxx")),
+    ("__label__und_Tibt", ("und", "Tibt")),
+    ("__label__cmn_Hani", ("cmn", "Hani")),
+    ("__label__jpn_Jpan", ("jpn", "Jpan")),
+])
+def test_normalize_label(label, expected):
+    assert normalize_label(label) == expected
+
+
+def test_normalize_lang_code_accepts_config_spellings():
+    assert normalize_lang_code("mt") == "mlt"
+    assert normalize_lang_code("MLT") == "mlt"
+    assert normalize_lang_code("ger") == "deu"  # ISO 639-2/B
+    assert normalize_lang_code("swh") == "swh"  # individual codes pass through
+    assert normalize_lang_code("en-US") == "eng"
+
+
+def test_every_lid176_label_normalises_to_three_letters(lid_model):
+    codes = {normalize_label(l)[0] for l in lid_model.model.get_labels()}
+    assert len(codes) == 176
+    assert all(len(c) == 3 and c.isalpha() and c.islower() for c in codes), sorted(c for c in codes if len(c) != 3)
+
+
+def test_majority_scripts():
+    texts = pa.array(["Hello, world!", "Привет, мир", "مرحبا بالعالم", "नमस्ते दुनिया", "こんにちは世界",
+                      "안녕하세요", "שלום עולם", "Γειά σου κόσμε", "12345 !!!", "", None,
+                      "ሰላም ለዓለም", "abc абвгд"])
+    assert majority_scripts(texts).to_pylist() == [
+        "Latn", "Cyrl", "Arab", "Deva", "Hira", "Hang", "Hebr", "Grek", "Zyyy", "Zyyy", "Zyyy", "Ethi", "Cyrl"]
+
+
+def test_majority_scripts_on_sliced_array():
+    texts = pa.array(["Hello", "Привет", "שלום"]).slice(1)
+    assert majority_scripts(texts).to_pylist() == ["Cyrl", "Hebr"]
+
+
+def test_clean_for_lid_strips_noise_keeps_words():
+    cleaned = clean_for_lid(pa.array([
+        "Visit https://example.com/x?y=1 now", "mail me: a.b+c@example.org\nplease", "In 2024 we had 365 days",
+        "www.example.com", "line\n\nbreaks\tand  spaces"]))
+    assert cleaned.to_pylist() == ["Visit now", "mail me: please", "In we had days", "", "line breaks and spaces"]
+
+
+def test_usual_scripts():
+    assert usual_scripts("rus") == {"Cyrl"}
+    assert usual_scripts("eng") == {"Latn"}
+    assert usual_scripts("srp") == {"Cyrl", "Latn"}
+    assert usual_scripts("jpn", "Jpan") == {"Hani", "Hira", "Kana"}
+    assert usual_scripts("zxx") is None
+
+
+def test_script_consistency_prefers_candidate_in_text_script():
+    choose = langid._script_consistent_choice
+    # Cyrillic text, model says English first: the Russian candidate wins.
+    assert choose([("eng", None), ("rus", None), ("ukr", None)], "Cyrl") == 1
+    # The top candidate agrees: keep it.
+    assert choose([("rus", None), ("eng", None)], "Cyrl") == 0
+    # Nobody agrees: keep the top candidate.
+    assert choose([("eng", None), ("deu", None)], "Arab") == 0
+    # No script in the text (digits, punctuation): no correction.
+    assert choose([("eng", None), ("rus", None)], "Zyyy") == 0
+    # Label scripts from GlotLID-style labels are used directly.
+    assert choose([("hin", "Latn"), ("hin", "Deva")], "Deva") == 1
+
+
+def test_script_consistency_on_real_model(lid_model):
+    # Serbian in Cyrillic must come out as a Cyrillic-script language.
+    cols = identify(pa.array(["Ово је реченица на српском језику о времену."]), lid_model, LangIdOptions())
+    assert cols["script"].to_pylist() == ["Cyrl"]
+    assert "Cyrl" in usual_scripts(cols["lang"][0].as_py())
+
+
+def test_identify_real_sentences(lid_model):
+    texts = pa.array([
+        "The weather is lovely today and we are going to the market.",
+        "Das Wetter ist heute schön und wir gehen auf den Markt.",
+        "Il fait beau aujourd'hui et nous allons au marché.",
+        "Сегодня хорошая погода, и мы идём на рынок.",
+        "今天天气很好，我们去市场。",
+        "",
+        "https://example.com 42",
+    ])
+    cols = identify(texts, lid_model, LangIdOptions(top_k=3))
+    assert cols["lang"].to_pylist() == ["eng", "deu", "fra", "rus", "zho", "zxx", "zxx"]
+    scores = cols["lang_score"].to_pylist()
+    assert all(s > 0.5 for s in scores[:5]) and scores[5] is None and scores[6] is None
+    topk = cols["lang_topk"].to_pylist()
+    assert [len(t) for t in topk[:5]] == [3] * 5 and topk[5] is None
+    assert topk[0][0] == {"lang": "eng", "script": None, "score": pytest.approx(scores[0])}
+    assert topk[0][0]["score"] >= topk[0][1]["score"] >= topk[0][2]["score"]
+    assert len(cols) == len(LANGID_FIELDS)
+
+
+def _columns(langs, scores):
+    return {"lang": pa.array(langs), "lang_score": pa.array(scores, pa.float32())}
+
+
+def test_decide_thresholds_keep_list_and_empty():
+    texts = pa.array(["a", "b", "c", "  ", "d", "e"])
+    cols = _columns(["eng", "mlt", "deu", "zxx", "zxx", "mlt"], [0.9, 0.35, 0.99, None, None, 0.2])
+    opts = LangIdOptions(threshold=0.5, thresholds={"mt": 0.3}, keep=("en", "mt")).normalized()
+    decisions = decide(texts, cols, opts)
+    assert [d and d[0] for d in decisions] == [
+        None, None, "lid_not_kept", "empty_text", "no_linguistic_content", "lid_low_confidence"]
+    assert decisions[5][1] == {"lang": "mlt", "lang_score": pytest.approx(0.2), "threshold": 0.3}
+
+
+def test_decide_global_threshold_without_keep_list():
+    decisions = decide(pa.array(["a", "b"]), _columns(["eng", "deu"], [0.49, 0.51]), LangIdOptions(threshold=0.5))
+    assert [d and d[0] for d in decisions] == ["lid_low_confidence", None]
+
+
+def test_label_only_rejects_nothing():
+    decisions = decide(pa.array(["", "a"]), _columns(["zxx", "eng"], [None, 0.01]),
+                       LangIdOptions(label_only=True, keep=("fra",)))
+    assert decisions == [None, None]
+
+
+def test_annotate_splits_kept_and_rejected(lid_model):
+    from xlcorpus.schemas import DOCUMENT_SCHEMA
+
+    batch = pa.RecordBatch.from_pylist([
+        {"id": "1", "text": "The weather is lovely today and we are going to the market.", "source": "s", "line": 1,
+         "offset": 0, "meta": None},
+        {"id": "2", "text": "Das Wetter ist heute schön und wir gehen auf den Markt.", "source": "s", "line": 2,
+         "offset": 70, "meta": '{"a":1}'},
+        {"id": "3", "text": "", "source": "s", "line": 3, "offset": 140, "meta": None},
+    ], schema=DOCUMENT_SCHEMA)
+    kept, rejected = annotate(batch, lid_model, LangIdOptions(keep=("eng",)).normalized())
+    assert kept.schema == dataset_schema(["langid"])
+    assert kept.column("id").to_pylist() == ["1"]
+    assert rejected.schema == REJECTED_SCHEMA
+    assert rejected.column("id").to_pylist() == ["2", "3"]
+    assert rejected.column("reason").to_pylist() == ["lid_not_kept", "empty_text"]
+    assert rejected.column("stage").to_pylist() == ["langid", "langid"]
+    assert rejected.column("meta").to_pylist() == ['{"a":1}', None]
+
+
+def test_predict_matches_raw_fasttext(lid_model):
+    lines = ["The weather is lovely today.", "Il-lingwa Maltija hija sabiħa ħafna.", "Habari za asubuhi rafiki yangu."]
+    labels, probs = lid_model.predict(lines, 2)
+    raw_labels, raw_probs = lid_model.model.predict(lines, k=2)
+    assert [list(l) for l in labels] == [list(l) for l in raw_labels]
+    np.testing.assert_allclose(probs, np.vstack(raw_probs), rtol=1e-6)
