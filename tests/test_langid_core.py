@@ -171,3 +171,14 @@ def test_predict_matches_raw_fasttext(lid_model):
     raw_labels, raw_probs = lid_model.model.predict(lines, k=2)
     assert [list(l) for l in labels] == [list(l) for l in raw_labels]
     np.testing.assert_allclose(probs, np.vstack(raw_probs), rtol=1e-6)
+
+
+def test_lines_with_fewer_than_k_labels(lid_model):
+    # fastText returns only 2 labels for this line at k=3: the top one has all the mass
+    text = "最終電車に乗り遅れたので、タクシーでホテルに帰りました。"
+    assert len(lid_model.model.predict([text], k=3)[0][0]) < 3
+    cols = identify(pa.array([text, "The weather is lovely today."]), lid_model, LangIdOptions(top_k=3))
+    assert cols["lang"].to_pylist() == ["jpn", "eng"]
+    topk = cols["lang_topk"].to_pylist()
+    assert len(topk[0]) < 3 and len(topk[1]) == 3 and topk[1][0]["lang"] == "eng"
+    assert 0.0 < cols["lang_score"][0].as_py() <= 1.0

@@ -226,9 +226,10 @@ class FastTextModel:
         labels, probs = self.model.f.multilinePredict([t + "\n" for t in lines], k, 0.0, "replace")
         width = min(k, self.labels)
         scores = np.zeros((len(lines), width), np.float32)
-        for i, p in enumerate(probs):  # rows shorter than k only when the model has < k labels
+        for i, p in enumerate(probs):  # a row has fewer than k labels when the top one takes all mass
             scores[i, : len(p)] = p
-        return labels, scores
+        # hierarchical softmax can overshoot 1 by rounding (1.00005): keep it a probability
+        return labels, np.minimum(scores, 1.0)
 
 
 def identify(texts: pa.Array, model: FastTextModel, opts: LangIdOptions) -> dict[str, pa.Array]:
@@ -239,7 +240,6 @@ def identify(texts: pa.Array, model: FastTextModel, opts: LangIdOptions) -> dict
     has_content = pc.greater(pc.utf8_length(cleaned), 0).to_numpy(zero_copy_only=False)
     todo = np.flatnonzero(has_content)
     labels, probs = model.predict(pc.take(cleaned, pa.array(todo, pa.int64())).to_pylist(), opts.top_k)
-    k = probs.shape[1]
 
     lang = [NO_LANGUAGE] * n
     lang_script: list[str | None] = [None] * n
@@ -248,21 +248,28 @@ def identify(texts: pa.Array, model: FastTextModel, opts: LangIdOptions) -> dict
     script_list = scripts.to_pylist()
     cand_langs: list[str] = []
     cand_scripts: list[str | None] = []
+    cand_scores: list[np.ndarray] = []
+    counts = np.zeros(n, np.int32)  # fastText may return fewer than k labels for a line
     for j, (row, row_labels) in enumerate(zip(todo.tolist(), labels)):
         normalized = [normalize_label(label) for label in row_labels]
+        if not normalized:
+            continue
         best = _script_consistent_choice(normalized, script_list[row]) if opts.script_consistency else 0
         override[row] = best > 0
         lang[row], lang_script[row] = normalized[best]
         score[row] = probs[j, best]
+        counts[row] = len(normalized)
+        cand_scores.append(probs[j, : len(normalized)])
         for code, sc in normalized:
             cand_langs.append(code)
             cand_scripts.append(sc)
 
     topk_offsets = np.zeros(n + 1, np.int32)
-    topk_offsets[1:] = np.cumsum(has_content * k)
+    topk_offsets[1:] = np.cumsum(counts)
     candidates = pa.StructArray.from_arrays(
         [pa.array(cand_langs, pa.string()), pa.array(cand_scripts, pa.string()),
-         pa.array(probs.reshape(-1), pa.float32())], fields=list(LANG_CANDIDATE))
+         pa.array(np.concatenate(cand_scores) if cand_scores else np.zeros(0, np.float32), pa.float32())],
+        fields=list(LANG_CANDIDATE))
     topk = pa.ListArray.from_arrays(pa.array(topk_offsets), candidates, type=LANGID_FIELDS[4].type,
                                     mask=pa.array(~has_content))
     return {
