@@ -10,8 +10,6 @@ from xlcorpus.pipelines.cli import demo_config_path
 from xlcorpus.transforms.langid import FastTextModel
 from xlcorpus.transforms.lid_model import default_model_path
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-
 
 @pytest.fixture(scope="session")
 def lid_model() -> FastTextModel:

@@ -282,6 +282,7 @@ def read_file(f: BinaryIO, source: str, opts: ReaderOptions,
         else:
             batches = _read_lines(stream, source, opts, fmt == "jsonl", out)
         for batch in batches:
+            stats.docs = out.docs
             yield DOCS, batch
     except Exception as e:  # corrupt archive, unreadable Parquet: the file itself is dead
         log.warning("%s: unreadable after %d rows: %s", source, out.docs + len(out.ids), e)
@@ -310,6 +311,9 @@ def expand_inputs(patterns: list[str]) -> list[str]:
     return sorted(paths)
 
 
+PROGRESS_EVERY = 100_000
+
+
 class ReadFileFn(beam.DoFn):
     """One file path -> document batches, dead letters and the file's line count."""
 
@@ -320,9 +324,13 @@ class ReadFileFn(beam.DoFn):
 
     def process(self, path: str):
         stats = FileResult(path)
+        next_report = PROGRESS_EVERY
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             for tag, batch in read_file(f, path, self.opts, stats):
                 yield batch if tag == DOCS else beam.pvalue.TaggedOutput(DEAD_LETTER, batch)
+                if stats.docs >= next_report:  # progress on long files
+                    log.info("read %s: %d documents so far", path, stats.docs)
+                    next_report += PROGRESS_EVERY
         self.lines.inc(stats.lines)
         self.dead.inc(stats.dead_letter)
         log.info("read %s: %d lines, %d documents, %d dead-letter", path, stats.lines, stats.docs,
