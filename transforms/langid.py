@@ -117,15 +117,16 @@ _SCRIPT_CODES = (
     "Sind Sinh Sogd Sogo Sora Soyo Sund Sunu Sylo Syrc Tagb Takr Tale Talu Taml Tang Tavt Telu Tfng "
     "Tglg Thaa Thai Tibt Tirh Tnsa Todr Toto Tutg Ugar Vaii Vith Wara Wcho Xpeo Xsux Yezi Yiii Zanb"
 ).split()
-_TABLE_SIZE = 0x40000  # planes 0-3; everything above is Unknown for our purposes
+_TABLE_SIZE = 0x110000  # every code point: a 1.1 MB uint8 table, no range checks per char
 _NEUTRAL = 3  # indices below this are Zyyy, Zinh, Zzzz
 
 
 @functools.cache
 def _script_table() -> tuple[np.ndarray, tuple[str, ...]]:
     """Code point -> index into the tuple of script codes (built once per process, ~0.3 s)."""
-    chars = "".join(chr(c) for c in range(_TABLE_SIZE) if not 0xD800 <= c <= 0xDFFF)
-    positions = np.array([c for c in range(_TABLE_SIZE) if not 0xD800 <= c <= 0xDFFF], dtype=np.int64)
+    # Scripts stop at plane 3 (U+323AF in Unicode 16); the rest stays Unknown.
+    positions = np.array([c for c in range(0x40000) if not 0xD800 <= c <= 0xDFFF], dtype=np.int64)
+    chars = "".join(map(chr, positions.tolist()))
     table = np.full(_TABLE_SIZE, 2, dtype=np.uint8)  # Zzzz
     codes: list[str] = []
     for code in _SCRIPT_CODES:
@@ -154,13 +155,12 @@ def majority_scripts(texts: pa.Array) -> pa.Array:
         return pa.array([], pa.string())
     joined = "".join(texts.to_pylist()) if texts.offset else _joined(texts)
     cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    lengths = pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
-    sids = table[np.minimum(cps, _TABLE_SIZE - 1)].astype(np.int64)
-    sids[cps >= _TABLE_SIZE] = 2
-    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    bearing = sids >= _NEUTRAL
-    counts = np.bincount(rows[bearing] * len(codes) + sids[bearing], minlength=n * len(codes))
-    counts = counts.reshape(n, len(codes))
+    lengths = pc.utf8_length(texts).to_numpy(zero_copy_only=False)
+    sids = table[cps]
+    bearing = sids >= _NEUTRAL  # only script-bearing characters vote
+    rows = np.repeat(np.arange(n, dtype=np.int32), lengths)[bearing]
+    keys = rows * np.int32(len(codes)) + sids[bearing]
+    counts = np.bincount(keys, minlength=n * len(codes)).reshape(n, len(codes))
     best = counts.argmax(axis=1)
     best[counts.sum(axis=1) == 0] = 0  # Zyyy
     return pa.array(np.asarray(codes, dtype=object)[best], pa.string())
@@ -176,14 +176,14 @@ def _joined(texts: pa.Array) -> str:
 
 
 # --- the model's view of the text -------------------------------------------------
-# URLs, e-mail addresses, numbers and line breaks say nothing about the language and
-# fastText's predict refuses newlines. RE2 via Arrow: one vectorised call per batch.
-_NOISE = r"[\pZ\s]*(?:(?:https?://|ftp://|www\.)\S+|[\w.+-]+@[\w-]+\.[\w.-]+|\pN+)[\pZ\s]*|[\pZ\s]+"
+# URLs, e-mail addresses and numbers say nothing about the language; fastText's
+# predict stops at a newline and does not split on Unicode spaces such as U+00A0.
+# One RE2 pass via Arrow per batch. Runs of spaces are left alone: fastText skips them.
+_NOISE = r"(?:https?://|ftp://|www\.)\S+|\S+@\S+\.\w+|\pN+|[^ \P{Z}]|[\t\n\r\f\v]"
 
 
 def clean_for_lid(texts: pa.Array) -> pa.Array:
-    cleaned = pc.replace_substring_regex(pc.fill_null(texts, ""), _NOISE, " ")
-    return pc.utf8_trim_whitespace(cleaned)
+    return pc.utf8_trim_whitespace(pc.replace_substring_regex(pc.fill_null(texts, ""), _NOISE, " "))
 
 
 # --- options and decisions ---------------------------------------------------------
@@ -298,23 +298,34 @@ def _script_consistent_choice(candidates: list[tuple[str, str | None]], text_scr
 
 
 def decide(texts: pa.Array, columns: dict[str, pa.Array], opts: LangIdOptions) -> list[tuple[str, dict] | None]:
-    """Per row: None (keep) or (reason, detail) for rejection."""
-    empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(pc.fill_null(texts, ""))), 0).to_pylist()
-    out: list[tuple[str, dict] | None] = []
-    keep = set(opts.keep)
-    for is_empty, lang, score in zip(empty, columns["lang"].to_pylist(), columns["lang_score"].to_pylist()):
-        if opts.label_only:
-            out.append(None)
-        elif is_empty:
-            out.append(("empty_text", {}))
-        elif lang == NO_LANGUAGE and NO_LANGUAGE not in keep:
-            out.append(("no_linguistic_content", {}))
-        elif keep and lang not in keep:
-            out.append(("lid_not_kept", {"lang": lang, "lang_score": score}))
-        elif score is not None and score < (threshold := opts.thresholds.get(lang, opts.threshold)):
-            out.append(("lid_low_confidence", {"lang": lang, "lang_score": score, "threshold": threshold}))
-        else:
-            out.append(None)
+    """Per row: None (keep) or (reason, detail) for rejection. Vectorised; only the
+    rejected rows are visited in Python."""
+    n = len(texts)
+    if opts.label_only:
+        return [None] * n
+    lang = pc.fill_null(columns["lang"], NO_LANGUAGE)
+    score = columns["lang_score"]
+    empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(pc.fill_null(texts, ""))), 0)
+    no_content = pc.and_(pc.equal(lang, NO_LANGUAGE), pa.scalar(NO_LANGUAGE not in opts.keep))
+    not_kept = pc.invert(pc.is_in(lang, pa.array(list(opts.keep), pa.string()))) if opts.keep else \
+        pa.repeat(False, n)
+    if opts.thresholds:
+        per_lang = pa.array([opts.thresholds.get(code, opts.threshold) for code in lang.to_pylist()], pa.float32())
+    else:
+        per_lang = pa.scalar(opts.threshold, pa.float32())
+    low = pc.fill_null(pc.less(score, per_lang), False)
+    reason = pc.case_when(
+        pc.make_struct(empty, no_content, not_kept, low),
+        "empty_text", "no_linguistic_content", "lid_not_kept", "lid_low_confidence")
+    out: list[tuple[str, dict] | None] = [None] * n
+    for i in np.flatnonzero(pc.is_valid(reason).to_numpy(zero_copy_only=False)).tolist():
+        why = reason[i].as_py()
+        detail: dict = {}
+        if why in ("lid_not_kept", "lid_low_confidence"):
+            detail = {"lang": lang[i].as_py(), "lang_score": score[i].as_py()}
+            if why == "lid_low_confidence":
+                detail["threshold"] = opts.thresholds.get(detail["lang"], opts.threshold)
+        out[i] = (why, detail)
     return out
 
 

@@ -160,61 +160,73 @@ def _lines(f: BinaryIO, max_bytes: int) -> Iterator[tuple[int, int, bytes, bool]
 def _read_lines(f: BinaryIO, source: str, opts: ReaderOptions, jsonl: bool,
                 out: _BatchBuilder) -> Iterator[pa.RecordBatch]:
     text_field, id_field = opts.text_field, opts.id_field
-    loads, dumps = orjson.loads, orjson.dumps
+    loads, dumps, JSONDecodeError = orjson.loads, orjson.dumps, orjson.JSONDecodeError
     for lineno, offset, line, too_long in _lines(f, opts.max_line_bytes):
         if too_long:
             out.reject("line_too_long", f"line longer than max_line_bytes={opts.max_line_bytes}",
                        lineno, offset, line[: opts.max_line_bytes])
             continue
-        if NUL in line:
-            out.reject("nul_byte", f"NUL byte at byte {line.index(NUL)}", lineno, offset, line)
-            continue
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            out.reject("invalid_utf8", f"invalid UTF-8 at byte {e.start}: {e.reason}", lineno, offset, line)
-            continue
         if not jsonl:
+            if NUL in line:
+                out.reject("nul_byte", f"NUL byte at byte {line.index(NUL)}", lineno, offset, line)
+                continue
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                out.reject("invalid_utf8", f"invalid UTF-8 at byte {e.start}: {e.reason}", lineno, offset, line)
+                continue
             batch = out.add(stable_id(source, lineno), text, lineno, offset, None)
             if batch is not None:
                 yield batch
             continue
-        if not text.strip():
-            out.reject("blank_line", "blank line in a JSONL file", lineno, offset, line)
-            continue
+        # Fast path: orjson validates UTF-8 and rejects raw control characters (NUL
+        # included) itself; the cause is worked out only for lines that fail.
         try:
             record = loads(line)
-        except orjson.JSONDecodeError as e:
-            out.reject("invalid_json", f"invalid JSON: {e}", lineno, offset, line)
+        except JSONDecodeError as e:
+            out.reject(*_why_not_json(line, e), lineno, offset, line)
             continue
         if type(record) is not dict:
             out.reject("not_an_object", f"expected a JSON object, got {type(record).__name__}",
                        lineno, offset, line)
             continue
         doc = record.pop(text_field, _MISSING)
-        if doc is _MISSING:
-            out.reject("missing_text", f"field {text_field!r} is missing", lineno, offset, line)
-            continue
         if type(doc) is not str:
-            out.reject("text_not_string", f"field {text_field!r} is {type(doc).__name__}, expected string",
-                       lineno, offset, line)
+            if doc is _MISSING:
+                out.reject("missing_text", f"field {text_field!r} is missing", lineno, offset, line)
+            else:
+                out.reject("text_not_string", f"field {text_field!r} is {type(doc).__name__}, expected string",
+                           lineno, offset, line)
             continue
         if "\x00" in doc:
             out.reject("nul_byte", f"field {text_field!r} contains a NUL character", lineno, offset, line)
             continue
         rid = record.pop(id_field, None)
-        if rid is None:
-            rid = stable_id(source, lineno)
-        elif type(rid) is int:
-            rid = str(rid)
-        elif type(rid) is not str:
-            out.reject("invalid_id", f"field {id_field!r} is {type(rid).__name__}, expected string or integer",
-                       lineno, offset, line)
-            continue
-        meta = dumps(record, option=orjson.OPT_SORT_KEYS).decode() if record else None
-        batch = out.add(rid, doc, lineno, offset, meta)
+        if type(rid) is not str:
+            if rid is None:
+                rid = stable_id(source, lineno)
+            elif type(rid) is int:
+                rid = str(rid)
+            else:
+                out.reject("invalid_id", f"field {id_field!r} is {type(rid).__name__}, expected string or integer",
+                           lineno, offset, line)
+                continue
+        batch = out.add(rid, doc, lineno, offset, dumps(record, option=orjson.OPT_SORT_KEYS).decode()
+                        if record else None)
         if batch is not None:
             yield batch
+
+
+def _why_not_json(line: bytes, error: Exception) -> tuple[str, str]:
+    if not line.strip():
+        return "blank_line", "blank line in a JSONL file"
+    if NUL in line:
+        return "nul_byte", f"NUL byte at byte {line.index(NUL)}"
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return "invalid_utf8", f"invalid UTF-8 at byte {e.start}: {e.reason}"
+    return "invalid_json", f"invalid JSON: {error}"
 
 
 _MISSING = object()
