@@ -190,3 +190,35 @@ def test_lines_with_fewer_than_k_labels(lid_model):
     topk = cols["lang_topk"].to_pylist()
     assert len(topk[0]) < 3 and len(topk[1]) == 3 and topk[1][0]["lang"] == "eng"
     assert 0.0 < cols["lang_score"][0].as_py() <= 1.0
+
+
+class _FailsOnBoom(langid.FastTextModel):
+    """The real model, except that it raises on lines containing BOOM (a model fault)."""
+
+    def __init__(self, real):
+        self.__dict__.update(real.__dict__)
+
+    def predict(self, lines, k):
+        if any("BOOM" in line for line in lines):
+            raise RuntimeError("native predict crashed")
+        return super().predict(lines, k)
+
+
+def test_model_fault_dead_letters_only_the_bad_row(lid_model):
+    from xlcorpus.schemas import DOCUMENT_SCHEMA
+
+    batch = pa.RecordBatch.from_pylist([
+        {"id": str(i), "text": text, "source": "f.jsonl", "line": i + 1, "offset": 0, "meta": None}
+        for i, text in enumerate(["The weather is lovely today.", "this line goes BOOM", "Das Wetter ist schön."])],
+        schema=DOCUMENT_SCHEMA)
+    fn = langid._LangIdFn(LangIdOptions(threshold=0.0), "unused")
+    fn.model = _FailsOnBoom(lid_model)
+    out = list(fn.process(batch))
+    kept = [o for o in out if isinstance(o, pa.RecordBatch)]
+    dead = [o.value for o in out if getattr(o, "tag", None) == langid.DEAD_LETTER]
+    assert [r.column("id")[0].as_py() for r in kept] == ["0", "2"]
+    assert len(dead) == 1 and dead[0].column("id").to_pylist() == ["1"]
+    assert dead[0].column("reason").to_pylist() == ["model_error"]
+    assert dead[0].column("error")[0].as_py() == (
+        "f.jsonl:2: id='1': field 'text': RuntimeError: native predict crashed")
+    assert dead[0].column("raw").to_pylist() == [b"this line goes BOOM"]

@@ -81,8 +81,8 @@ class SinkSpec:
 
 
 class _Shard:
-    def __init__(self, path: str, schema: pa.Schema):
-        self.path = path
+    def __init__(self, path: str, schema: pa.Schema, meta: dict | None = None):
+        self.path, self.meta = path, meta or {}
         self.file = FileSystems.create(path)
         self.writer = pa.ipc.new_stream(self.file, schema)
         self.rows = 0
@@ -114,6 +114,11 @@ class WriteShardsFn(beam.DoFn):
             return
         self.rows.inc(batch.num_rows)
         source = sources[0].as_py()
+        # A file's batches arrive one after another (reader and stages are fused), so
+        # a new source means the previous file is done: close its shards and keep the
+        # number of open files small however many input files there are.
+        for key in [k for k in self.open if k[2] != source]:
+            self._close(key)
         tag = "" if self.spec.kind == DATASET else batch.column("stage")[0].as_py()
         for (part, split), rows in self._groups(batch):
             self._write(part, split, source, tag, rows)
@@ -143,9 +148,9 @@ class WriteShardsFn(beam.DoFn):
             first = rows.column("line")[0].as_py()
             name = f"part-{_source_key(source)}-{tag or 'kept'}-{first if first is not None else 0:012d}.arrow"
             path = FileSystems.join(self.spec.tmp_dir, "_shards", self.spec.kind, part or "_", split or "_", name)
-            shard = self.open[key] = _Shard(path, self.spec.schema)
-            shard.meta = {"kind": self.spec.kind, "partition": part, "split": split, "source": source,
-                          "tag": tag, "first_line": first or 0, "path": path}
+            shard = self.open[key] = _Shard(path, self.spec.schema, {
+                "kind": self.spec.kind, "partition": part, "split": split, "source": source, "tag": tag,
+                "first_line": first or 0, "path": path})
         shard.writer.write_batch(rows.cast(self.spec.schema) if rows.schema != self.spec.schema else rows)
         shard.rows += rows.num_rows
         if self.spec.kind == DATASET:

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 
 import apache_beam as beam
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import regex
 from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
-from xlcorpus.schemas import DEAD_LETTER_SCHEMA, LANG_CANDIDATE, LANGID_FIELDS, REJECTED_SCHEMA
+from xlcorpus.schemas import LANG_CANDIDATE, LANGID_FIELDS
+from xlcorpus.transforms.accounting import dead_letter_rows, rejected_rows
 
 log = logging.getLogger(__name__)
 STAGE = "langid"
@@ -153,7 +153,7 @@ def majority_scripts(texts: pa.Array) -> pa.Array:
     n = len(texts)
     if n == 0:
         return pa.array([], pa.string())
-    joined = "".join(texts.to_pylist()) if texts.offset else _joined(texts)
+    joined = _joined(texts)
     cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     lengths = pc.utf8_length(texts).to_numpy(zero_copy_only=False)
     sids = table[cps]
@@ -167,8 +167,8 @@ def majority_scripts(texts: pa.Array) -> pa.Array:
 
 
 def _joined(texts: pa.Array) -> str:
-    """All strings of an unsliced (large_)string array as one str, without per-row Python."""
-    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)[: len(texts) + 1]
+    """All strings of a large_string array (sliced or not) as one str, without per-row Python."""
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)[texts.offset: texts.offset + len(texts) + 1]
     data = texts.buffers()[2]
     if data is None:
         return ""
@@ -329,17 +329,6 @@ def decide(texts: pa.Array, columns: dict[str, pa.Array], opts: LangIdOptions) -
     return out
 
 
-def rejected_rows(batch: pa.RecordBatch, mask: np.ndarray, decisions: list, stage: str) -> pa.RecordBatch:
-    """Rows of ``batch`` selected by ``mask`` as REJECTED_SCHEMA rows."""
-    idx = np.flatnonzero(mask)
-    docs = batch.select([f.name for f in REJECTED_SCHEMA if f.name in batch.schema.names]).take(pa.array(idx))
-    reasons = [decisions[i][0] for i in idx]
-    details = [orjson.dumps(decisions[i][1]).decode() if decisions[i][1] else None for i in idx]
-    return pa.RecordBatch.from_arrays(
-        list(docs.columns) + [pa.array([stage] * len(idx)), pa.array(reasons), pa.array(details, pa.string())],
-        schema=REJECTED_SCHEMA)
-
-
 def annotate(batch: pa.RecordBatch, model: FastTextModel, opts: LangIdOptions
              ) -> tuple[pa.RecordBatch, pa.RecordBatch | None]:
     """(kept rows with LID columns, rejected rows or None)."""
@@ -352,20 +341,8 @@ def annotate(batch: pa.RecordBatch, model: FastTextModel, opts: LangIdOptions
     if not reject.any():
         return tagged, None
     kept = tagged.filter(pa.array(~reject))
-    return kept, rejected_rows(batch, reject, decisions, STAGE)
-
-
-def dead_letter_rows(batch: pa.RecordBatch, error: Exception, stage: str) -> pa.RecordBatch:
-    n = batch.num_rows
-    texts = batch.column("text").to_pylist()
-    return pa.RecordBatch.from_arrays(
-        [pa.array([stage] * n), pa.array(["model_error"] * n),
-         pa.array([f"{s}:{line}: id={i!r}: field 'text': {type(error).__name__}: {error}"
-                   for s, line, i in zip(batch.column("source").to_pylist(), batch.column("line").to_pylist(),
-                                         batch.column("id").to_pylist())]),
-         batch.column("source"), batch.column("line"), batch.column("offset"), batch.column("id"),
-         pa.array([t.encode("utf-8", "surrogatepass") for t in texts], pa.binary())],
-        schema=DEAD_LETTER_SCHEMA)
+    rows = np.flatnonzero(reject)
+    return kept, rejected_rows(batch, rows, [decisions[i][0] for i in rows], [decisions[i][1] for i in rows], STAGE)
 
 
 # --- Beam ----------------------------------------------------------------------------
