@@ -8,8 +8,9 @@ import pytest
 
 from xlcorpus.schemas import LANGID_FIELDS, REJECTED_SCHEMA, dataset_schema
 from xlcorpus.transforms import langid
+from xlcorpus.transforms.scripts import majority_scripts
 from xlcorpus.transforms.langid import (
-    LangIdOptions, annotate, clean_for_lid, decide, identify, majority_scripts, normalize_label,
+    LangIdOptions, annotate, clean_for_lid, decide, identify, normalize_label,
     normalize_lang_code, usual_scripts,
 )
 
