@@ -50,6 +50,26 @@ class LangIdConfig(_Strict):
         return v
 
 
+class TransliterateConfig(_Strict):
+    enabled: bool = False
+    policies: dict[str, str] = Field(
+        default_factory=lambda: {"mlt": "maltese-arabic"},
+        description="language (ISO 639-1/3, or '*' for any other) -> shipped policy name or YAML path")
+    spans_column: str | None = Field(None, description="list<struct<start, end, label>> column to carry over")
+
+    @field_validator("policies")
+    @classmethod
+    def _known(cls, v: dict[str, str]):
+        from xlcorpus.transforms.transliterate import load_policy
+
+        for lang, policy in v.items():
+            try:
+                load_policy(policy)
+            except (OSError, ValueError) as e:
+                raise ValueError(f"{lang}: {e}") from None
+        return v
+
+
 class OutputConfig(_Strict):
     path: str | None = None
     splits: dict[str, float] = Field(default_factory=lambda: {"train": 0.9, "validation": 0.05, "test": 0.05})
@@ -69,6 +89,7 @@ class JobConfig(_Strict):
     name: str = "xlcorpus"
     input: InputConfig = Field(default_factory=InputConfig)
     langid: LangIdConfig = Field(default_factory=LangIdConfig)
+    transliterate: TransliterateConfig = Field(default_factory=TransliterateConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     @model_validator(mode="after")

@@ -23,7 +23,9 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from xlcorpus.pipelines.config import JobConfig
 from xlcorpus.schemas import DEAD_LETTER_SCHEMA, REJECTED_SCHEMA, dataset_schema, output_features
-from xlcorpus.transforms import dataset_sink, langid, readers
+from xlcorpus.transforms import dataset_sink, langid, readers, transliterate
+
+KEPT, REJECTED, DEAD_LETTER = "kept", "rejected", "dead_letter"  # every stage's output tags
 from xlcorpus.transforms.lid_model import SHA256, default_model_path, sha256_of
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,25 @@ class OutputExistsError(FileExistsError):
     pass
 
 
+def _steps(config: JobConfig, model_path: str | None) -> list[tuple[str, beam.PTransform]]:
+    """The stages after the reader, in order: each adds columns and may reject rows."""
+    steps: list[tuple[str, beam.PTransform]] = []
+    if config.langid.enabled:
+        lc = config.langid
+        steps.append((langid.STAGE, langid.LanguageId(langid.LangIdOptions(
+            model=model_path, top_k=lc.top_k, threshold=lc.threshold, thresholds=lc.thresholds,
+            keep=tuple(lc.keep), label_only=lc.label_only, script_consistency=lc.script_consistency), model_path)))
+    if config.transliterate.enabled:
+        tc = config.transliterate
+        policies = {k if k == transliterate.ANY_LANGUAGE else langid.normalize_lang_code(k): v
+                    for k, v in tc.policies.items()}
+        steps.append((transliterate.STAGE, transliterate.Transliterate(
+            transliterate.TransliterateOptions(policies=policies, spans_column=tc.spans_column))))
+    return steps
+
+
 def _stages(config: JobConfig) -> list[str]:
-    return ["read"] + (["langid"] if config.langid.enabled else [])
+    return [readers.STAGE] + [name for name, _ in _steps(config, None)]
 
 
 def build_pipeline(p: beam.Pipeline, config: JobConfig, paths: list[str], tmp_dir: str, model_path: str | None):
@@ -48,15 +67,11 @@ def build_pipeline(p: beam.Pipeline, config: JobConfig, paths: list[str], tmp_di
         format=ic.format, text_field=ic.text_field, id_field=ic.id_field, batch_size=ic.batch_size,
         max_line_bytes=ic.max_line_bytes))
     kept, rejected, dead = read[readers.DOCS], [], [read[readers.DEAD_LETTER]]
-
-    if config.langid.enabled:
-        lc = config.langid
-        lid = kept | "LanguageId" >> langid.LanguageId(langid.LangIdOptions(
-            model=model_path, top_k=lc.top_k, threshold=lc.threshold, thresholds=lc.thresholds,
-            keep=tuple(lc.keep), label_only=lc.label_only, script_consistency=lc.script_consistency), model_path)
-        kept = lid[langid.KEPT]
-        rejected.append(lid[langid.REJECTED])
-        dead.append(lid[langid.DEAD_LETTER])
+    for name, transform in _steps(config, model_path):
+        out = kept | name >> transform
+        kept = out[KEPT]
+        rejected.append(out[REJECTED])
+        dead.append(out[DEAD_LETTER])
 
     schema = dataset_schema(_stages(config)[1:])
     features = {

@@ -42,7 +42,21 @@ LANGID_FIELDS = _owned(
     pa.field("lang_script_override", pa.bool_()),  # true when a lower candidate won on script agreement
 )
 
-STAGE_FIELDS: dict[str, tuple[pa.Field, ...]] = {"langid": LANGID_FIELDS}
+# --- transliteration -----------------------------------------------------------------
+SPAN = pa.struct([("start", pa.int64()), ("end", pa.int64()), ("label", pa.string())])  # [start, end) chars
+TRANSLIT_TOKEN = pa.struct([("start", pa.int32()), ("end", pa.int32()), ("origin", pa.string()),
+                            ("action", pa.string())])
+TRANSLIT_OFFSET = pa.list_(pa.int32(), 4)  # (src_start, src_end, out_start, out_end)
+TRANSLIT_FIELDS = _owned(
+    "transliterate",
+    pa.field("translit_text", pa.string()),  # null where no policy applies to the row's language
+    pa.field("translit_policy", pa.string()),
+    pa.field("translit_tokens", pa.list_(TRANSLIT_TOKEN)),  # each word: its origin label and the action taken
+    pa.field("translit_offsets", pa.list_(TRANSLIT_OFFSET)),  # where each piece of `text` went
+    pa.field("translit_spans", pa.list_(SPAN)),  # the configured spans column, moved onto translit_text
+)
+
+STAGE_FIELDS: dict[str, tuple[pa.Field, ...]] = {"langid": LANGID_FIELDS, "transliterate": TRANSLIT_FIELDS}
 
 
 def dataset_schema(stages: Iterable[str] = ("langid",)) -> pa.Schema:

@@ -1,0 +1,333 @@
+"""Etymology-aware transliteration: policy-driven, per word, with an offset map.
+
+Per row (chosen by its ``lang``), a *policy* labels every word (by its Unicode
+script, or by its etymological origin with a trained classifier) and maps labels
+to actions: ``keep``, ``romanize`` (uroman), ``fold_diacritics`` or
+``transliterate:<table>`` (a rule table). The output text is the concatenation of
+the tokens' outputs, and the offset map, rows of ``(src_start, src_end, out_start,
+out_end)``, says where each piece of the original went, so labelled spans can
+follow (``map_span``). Rows with spans that cannot follow are rejected.
+
+Core: ``Policy``, ``Transliterator`` (everything one worker needs, built in
+``DoFn.setup`` because ``uroman.Uroman`` cannot be pickled), ``map_span``.
+``Transliterate`` is the thin Beam transform.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import yaml
+from apache_beam.metrics import Metrics
+from apache_beam.utils import shared
+
+from xlcorpus.schemas import SPAN, TRANSLIT_FIELDS, TRANSLIT_OFFSET, TRANSLIT_TOKEN
+from xlcorpus.transforms.accounting import dead_letter_rows, rejected_rows
+from xlcorpus.transforms.rule_tables import load_table
+from xlcorpus.transforms.scripts import majority_scripts
+from xlcorpus.transforms.tokens import tokenize
+
+log = logging.getLogger(__name__)
+STAGE = "transliterate"
+KEPT, REJECTED, DEAD_LETTER = "kept", "rejected", "dead_letter"
+ACTIONS = ("keep", "romanize", "fold_diacritics")
+ANY_LANGUAGE = "*"
+
+
+# --- policies -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    labeler: str  # "script" | "etymology"
+    actions: Mapping[str, str]
+    default: str = "keep"
+    model: str | None = None  # origin classifier (labeler: etymology)
+
+    def __post_init__(self):
+        if self.labeler not in ("script", "etymology"):
+            raise ValueError(f"policy {self.name}: labeler must be 'script' or 'etymology', got {self.labeler!r}")
+        if self.labeler == "etymology" and not self.model:
+            raise ValueError(f"policy {self.name}: labeler 'etymology' needs a model")
+        for label, action in {**self.actions, "default": self.default}.items():
+            if action not in ACTIONS and not action.startswith("transliterate:"):
+                raise ValueError(f"policy {self.name}: actions.{label}: expected one of {ACTIONS} or "
+                                 f"'transliterate:<table>', got {action!r}")
+
+    def action_for(self, label: str) -> str:
+        return self.actions.get(label, self.default)
+
+
+def shipped_policies() -> list[str]:
+    return sorted(p.stem for p in Path(str(files("xlcorpus.transforms") / "policies")).glob("*.yaml"))
+
+
+@functools.cache
+def load_policy(name_or_path: str) -> Policy:
+    """A shipped policy by name (``maltese-arabic``, ``romanize-non-latin``) or a YAML path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = Path(str(files("xlcorpus.transforms") / "policies" / f"{name_or_path}.yaml"))
+        if not path.exists():
+            raise FileNotFoundError(f"no shipped policy {name_or_path!r}; shipped: {shipped_policies()}")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return Policy(name=data.get("name", path.stem), labeler=data.get("labeler", "script"),
+                  actions=dict(data.get("actions") or {}), default=data.get("default", "keep"),
+                  model=data.get("model"))
+
+
+def fold_diacritics(word: str) -> str:
+    """Drop combining marks (é -> e, ħ stays: it is a letter, not e + mark)."""
+    return unicodedata.normalize("NFC", "".join(c for c in unicodedata.normalize("NFD", word)
+                                                if not unicodedata.combining(c)))
+
+
+# --- offset maps and spans -------------------------------------------------------------
+def map_span(offsets: np.ndarray, start: int, end: int) -> tuple[int, int] | None:
+    """Move the character span [start, end) of the original text onto the output.
+
+    A boundary must fall on a row boundary of the map, or inside a row whose source
+    and output have the same length (kept text): inside a rewritten word there is no
+    honest answer, and ``None`` is returned. An empty result is ``None`` too.
+    """
+    if len(offsets) == 0 or start >= end:
+        return None
+    src_s, src_e, out_s, out_e = offsets[:, 0], offsets[:, 1], offsets[:, 2], offsets[:, 3]
+    i = int(np.searchsorted(src_e, start, side="right"))  # row containing start
+    j = int(np.searchsorted(src_s, end, side="left")) - 1  # row containing end - 1
+    if i >= len(offsets) or j < 0 or end > src_e[-1]:
+        return None
+    new_start = _inside(start, src_s[i], src_e[i], out_s[i], out_e[i], at_end=False)
+    new_end = _inside(end, src_s[j], src_e[j], out_s[j], out_e[j], at_end=True)
+    if new_start is None or new_end is None or new_end <= new_start:
+        return None
+    return new_start, new_end
+
+
+def _inside(pos, s, e, o_s, o_e, at_end: bool) -> int | None:
+    if pos == (e if at_end else s):
+        return int(o_e if at_end else o_s)
+    if e - s == o_e - o_s:  # same length (kept): characters correspond one to one
+        return int(o_s + (pos - s))
+    return None
+
+
+# --- the worker-side transliterator ----------------------------------------------------
+@dataclass
+class Transliterated:
+    text: str
+    tokens: list[dict]  # word tokens: start, end, origin, action
+    offsets: np.ndarray  # (n, 4) int32
+
+
+class Transliterator:
+    """Policies per language plus their tables, classifiers and romanizer."""
+
+    def __init__(self, policies: Mapping[str, str]):
+        self.policies = {lang: load_policy(p) for lang, p in policies.items()}
+        self._classifiers: dict[str, object] = {}
+        self._romanizer = None
+
+    def policy_for(self, lang: str | None) -> Policy | None:
+        return self.policies.get(lang or "", self.policies.get(ANY_LANGUAGE))
+
+    def classifier(self, model: str):
+        if model not in self._classifiers:
+            from xlcorpus.transforms.etymology import load_origin_classifier
+
+            self._classifiers[model] = load_origin_classifier(model)
+        return self._classifiers[model]
+
+    @property
+    def romanizer(self):
+        if self._romanizer is None:
+            from xlcorpus.transforms.romanize import Romanizer
+
+            self._romanizer = Romanizer()
+        return self._romanizer
+
+    def transliterate_batch(self, texts: Sequence[str], langs: Sequence[str | None]) -> list[Transliterated | None]:
+        """One result per text (None where no policy applies). Labels are computed in
+        one call per labeler, romanization in one batch call."""
+        jobs = []  # (row, policy, tokens, word indices)
+        for row, (text, lang) in enumerate(zip(texts, langs)):
+            policy = self.policy_for(lang)
+            if policy is not None and text is not None:
+                toks = tokenize(text)
+                jobs.append((row, policy, toks, [k for k, t in enumerate(toks) if t.kind == "word"]))
+        labels = self._labels(jobs)
+        to_romanize = sorted({row for row, policy, toks, widx in jobs
+                              if any(policy.action_for(labels[(row, k)]) == "romanize" for k in widx)})
+        romanized = dict(zip(to_romanize, zip(*self.romanizer.romanize_batch([texts[r] for r in to_romanize])))) \
+            if to_romanize else {}
+        out: list[Transliterated | None] = [None] * len(texts)
+        for row, policy, toks, widx in jobs:
+            out[row] = self._compose(toks, {k: labels[(row, k)] for k in widx}, policy, romanized.get(row))
+        return out
+
+    def _labels(self, jobs) -> dict[tuple[int, int], str]:
+        labels: dict[tuple[int, int], str] = {}
+        by_script = [(row, k, toks[k].text) for row, p, toks, widx in jobs if p.labeler == "script" for k in widx]
+        if by_script:
+            scripts = majority_scripts(pa.array([w for _, _, w in by_script], pa.string())).to_pylist()
+            labels.update({(row, k): s for (row, k, _), s in zip(by_script, scripts)})
+        by_model: dict[str, list] = {}
+        for row, p, toks, widx in jobs:
+            if p.labeler == "etymology":
+                by_model.setdefault(p.model, []).extend((row, k, toks[k].text) for k in widx)
+        for model, items in by_model.items():
+            predicted = self.classifier(model).predict([w for _, _, w in items])
+            labels.update({(row, k): label for (row, k, _), label in zip(items, predicted)})
+        return labels
+
+    def _compose(self, toks, labels: dict[int, str], policy: Policy, romanized) -> Transliterated:
+        pieces: list[str] = []
+        rows: list[np.ndarray] = []
+        words: list[dict] = []
+        pos = 0
+        for k, tok in enumerate(toks):
+            action = policy.action_for(labels[k]) if k in labels else "keep"
+            if action == "keep":
+                out, offs = tok.text, np.array([[0, len(tok.text), 0, len(tok.text)]], np.int32)
+            elif action == "fold_diacritics":
+                out = fold_diacritics(tok.text)
+                offs = np.array([[0, len(tok.text), 0, len(out)]], np.int32)
+            elif action == "romanize":
+                out, offs = self._romanized_token(tok, romanized)
+            else:
+                out, offs = load_table(action.split(":", 1)[1]).transliterate(tok.text)
+            if k in labels:
+                words.append({"start": tok.start, "end": tok.end, "origin": labels[k], "action": action})
+            if len(offs):
+                rows.append(offs + np.array([tok.start, tok.start, pos, pos], np.int32))
+            pieces.append(out)
+            pos += len(out)
+        offsets = np.concatenate(rows) if rows else np.zeros((0, 4), np.int32)
+        return Transliterated("".join(pieces), words, offsets)
+
+    def _romanized_token(self, tok, romanized) -> tuple[str, np.ndarray]:
+        """The token's part of the whole-line romanization (whole line wins), or the
+        token romanized alone when uroman's edges cross the token's boundaries."""
+        if romanized is not None:
+            line_text, line_offs = romanized
+            inside = (line_offs[:, 0] >= tok.start) & (line_offs[:, 1] <= tok.end)
+            sel = line_offs[inside]
+            if len(sel) and sel[0, 0] == tok.start and sel[-1, 1] == tok.end and \
+                    np.array_equal(sel[1:, 0], sel[:-1, 1]):
+                o_s, o_e = int(sel[0, 2]), int(sel[-1, 3])
+                return line_text[o_s:o_e], sel - np.array([tok.start, tok.start, o_s, o_s], np.int32)
+        texts, offsets = self.romanizer.romanize_batch([tok.text])
+        return texts[0], offsets[0]
+
+
+# --- Arrow -------------------------------------------------------------------------------
+def transliterate_columns(batch: pa.RecordBatch, tr: Transliterator, spans_column: str | None
+                          ) -> tuple[dict[str, pa.Array], list[tuple[str, dict] | None]]:
+    """The TRANSLIT_FIELDS columns for a batch, and per row None or (reason, detail)."""
+    langs = batch.column("lang").to_pylist() if "lang" in batch.schema.names else [None] * batch.num_rows
+    results = tr.transliterate_batch(batch.column("text").to_pylist(), langs)
+    spans_in = batch.column(spans_column).to_pylist() if spans_column else [None] * batch.num_rows
+    spans_out, verdicts = [], []
+    for res, spans in zip(results, spans_in):
+        if res is None or spans is None:
+            spans_out.append(None)
+            verdicts.append(None)
+            continue
+        moved, lost = [], []
+        for span in spans:
+            new = map_span(res.offsets, span["start"], span["end"])
+            (lost.append(span) if new is None else moved.append({**span, "start": new[0], "end": new[1]}))
+        spans_out.append(moved)
+        verdicts.append(("span_unmappable", {"spans": lost}) if lost else None)
+    policies = [tr.policy_for(lang).name if res is not None else None for lang, res in zip(langs, results)]
+    columns = {
+        "translit_text": pa.array([r.text if r else None for r in results], pa.string()),
+        "translit_policy": pa.array(policies, pa.string()),
+        "translit_tokens": pa.array([r.tokens if r else None for r in results], pa.list_(TRANSLIT_TOKEN)),
+        "translit_offsets": pa.array([r.offsets.tolist() if r else None for r in results],
+                                     pa.list_(TRANSLIT_OFFSET)),
+        "translit_spans": pa.array(spans_out, pa.list_(SPAN)),
+    }
+    return columns, verdicts
+
+
+@dataclass(frozen=True)
+class TransliterateOptions:
+    policies: Mapping[str, str] = field(default_factory=dict)  # lang (ISO 639-3 or "*") -> policy
+    spans_column: str | None = None  # list<struct<start, end, label>> to carry over
+
+
+def annotate(batch: pa.RecordBatch, tr: Transliterator, opts: TransliterateOptions
+             ) -> tuple[pa.RecordBatch, pa.RecordBatch | None]:
+    columns, verdicts = transliterate_columns(batch, tr, opts.spans_column)
+    tagged = batch
+    for f in TRANSLIT_FIELDS:
+        tagged = tagged.append_column(f, columns[f.name])
+    bad = np.array([v is not None for v in verdicts], bool)
+    if not bad.any():
+        return tagged, None
+    rows = np.flatnonzero(bad)
+    return (tagged.filter(pa.array(~bad)),
+            rejected_rows(batch, rows, [verdicts[i][0] for i in rows], [verdicts[i][1] for i in rows], STAGE))
+
+
+_SHARED = shared.Shared()
+
+
+class _Holder:
+    def __init__(self, tr: Transliterator):
+        self.tr = tr
+
+
+class _TransliterateFn(beam.DoFn):
+    def __init__(self, opts: TransliterateOptions):
+        self.opts = opts
+        self.counters = {n: Metrics.counter("xlcorpus.transliterate", n) for n in ("in", KEPT, REJECTED, DEAD_LETTER)}
+
+    def setup(self):
+        key = repr(sorted(self.opts.policies.items()))
+        self.tr = _SHARED.acquire(lambda: _Holder(Transliterator(self.opts.policies)), tag=key).tr
+
+    def process(self, batch: pa.RecordBatch):
+        self.counters["in"].inc(batch.num_rows)
+        try:
+            results = [annotate(batch, self.tr, self.opts)]
+        except Exception as e:
+            log.warning("transliteration failed on a batch of %d rows (%s); retrying row by row", batch.num_rows, e)
+            results = []
+            for i in range(batch.num_rows):
+                row = batch.slice(i, 1)
+                try:
+                    results.append(annotate(row, self.tr, self.opts))
+                except Exception as err:
+                    self.counters[DEAD_LETTER].inc()
+                    yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter_rows(row, err, STAGE, "transliteration_error"))
+        for kept, rejected in results:
+            if kept.num_rows:
+                self.counters[KEPT].inc(kept.num_rows)
+                yield kept
+            if rejected is not None:
+                self.counters[REJECTED].inc(rejected.num_rows)
+                yield beam.pvalue.TaggedOutput(REJECTED, rejected)
+
+
+class Transliterate(beam.PTransform):
+    """PCollection[RecordBatch] -> outputs kept / rejected / dead_letter."""
+
+    def __init__(self, opts: TransliterateOptions):
+        super().__init__()
+        for policy in opts.policies.values():
+            load_policy(policy)  # fail at construction, not on the workers
+        self.opts = opts
+
+    def expand(self, batches):
+        return batches | "Transliterate" >> beam.ParDo(_TransliterateFn(self.opts)).with_outputs(
+            REJECTED, DEAD_LETTER, main=KEPT)
