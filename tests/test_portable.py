@@ -1,0 +1,77 @@
+"""Portable-runner proof: the job through Beam's Python job service and external SDK
+worker processes (the Fn API protocol Spark, Flink and Dataflow use) writes the same
+bytes as the DirectRunner."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from xlcorpus.pipelines.corpus import run_corpus
+
+from .conftest import data_file_hashes
+from .test_pipeline import demo_config
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(port: int, proc: subprocess.Popen, seconds: float = 90) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"service exited with {proc.returncode}")
+        try:
+            socket.create_connection(("localhost", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"nothing listens on port {port} after {seconds} s")
+
+
+@pytest.fixture
+def portable_services(tmp_path):
+    # The worker pool starts SDK workers with `python` from PATH: the venv goes first.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    job_port, pool_port = _free_port(), _free_port()
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
+                          f"--port={job_port}"], env=env, stdout=subprocess.DEVNULL,
+                         stderr=open(tmp_path / "job_service.log", "w")),
+        subprocess.Popen([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
+                          f"--service_port={pool_port}"], env=env, stdout=subprocess.DEVNULL,
+                         stderr=open(tmp_path / "worker_pool.log", "w")),
+    ]
+    try:
+        _wait_for(job_port, procs[0])
+        _wait_for(pool_port, procs[1])
+        yield job_port, pool_port
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_portable_runner_gives_the_direct_runners_bytes(tmp_path, portable_services):
+    job_port, pool_port = portable_services
+    direct = run_corpus(demo_config(tmp_path / "direct"))
+    portable = run_corpus(demo_config(tmp_path / "portable"), [
+        "--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}",
+        "--environment_type=EXTERNAL", f"--environment_config=localhost:{pool_port}"])
+    assert portable["accounting"] == direct["accounting"] and portable["accounting"]["balanced"]
+    hashes = data_file_hashes(tmp_path / "portable")
+    assert len(hashes) >= 5  # train, validation, test, _rejected, _dead_letter
+    assert hashes == data_file_hashes(tmp_path / "direct")
+    # the work really ran in SDK worker processes that the external pool started
+    assert "Starting worker with command" in (tmp_path / "worker_pool.log").read_text()
