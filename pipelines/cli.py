@@ -1,6 +1,6 @@
 """The ``xlcorpus`` command.
 
-    xlcorpus run CONFIG.yaml [--input GLOB ...] [--output DIR] [--overwrite] [Beam options]
+    xlcorpus run CONFIG.yaml [--input GLOB ...] [--output DIR] [--overwrite] [--set KEY=VALUE ...] [Beam options]
     xlcorpus demo [--output DIR] [--overwrite] [Beam options]
     xlcorpus inspect DIR
     xlcorpus models fetch
@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--input", action="append", help="input file or glob (repeatable; replaces input.paths)")
         p.add_argument("--output", help="output directory (replaces output.path)")
         p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set langid.keep=[mlt,swa] (value read as YAML)")
     demo.set_defaults(output_default="xlcorpus-demo")
     inspect = sub.add_parser("inspect", help="summarise a written dataset")
     inspect.add_argument("dir")
@@ -87,7 +89,7 @@ def _run(args, beam_args: list[str]) -> int:
     from xlcorpus.pipelines.config import load_config
     from xlcorpus.pipelines.corpus import run_corpus
 
-    config = load_config(demo_config_path() if args.command == "demo" else args.config)
+    config = load_config(demo_config_path() if args.command == "demo" else args.config, overrides=args.set)
     if args.input:
         config.input.paths = args.input
     if args.output or getattr(args, "output_default", None):

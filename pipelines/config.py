@@ -112,8 +112,26 @@ def _describe(e: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def load_config(path: str | Path | None = None, data: dict | None = None) -> JobConfig:
-    """From a YAML file (relative input paths resolve against the file's folder) or a dict."""
+def apply_override(data: dict, assignment: str) -> None:
+    """``section.key=VALUE`` (VALUE read as YAML: ``0.6``, ``[mlt, swa]``, ``true``)."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. langid.threshold=0.6")
+    *parents, leaf = key.strip().split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {assignment!r}: {part} is not a section")
+    try:
+        node[leaf] = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {assignment!r}: value is not valid YAML: {e}") from None
+
+
+def load_config(path: str | Path | None = None, data: dict | None = None, overrides: list[str] = ()) -> JobConfig:
+    """From a YAML file (relative input paths resolve against the file's folder) or a
+    dict, with ``section.key=value`` overrides applied before validation."""
     source = str(path) if path else "<dict>"
     if path is not None:
         try:
@@ -122,6 +140,8 @@ def load_config(path: str | Path | None = None, data: dict | None = None) -> Job
             raise ConfigError(f"cannot read config {path}: {e}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config {source}: expected a mapping at the top level")
+    for assignment in overrides:
+        apply_override(data, assignment)
     try:
         config = JobConfig.model_validate(data)
     except ValidationError as e:

@@ -217,3 +217,14 @@ def test_malformed_files_through_the_pipeline(tmp_path, lines):
     assert seen == list(range(1, len(lines) + 1))
     for n, raw in zip(dead["line"], dead["raw"]):
         assert raw == lines[n - 1]
+
+
+def test_config_overrides():
+    config = load_config(demo_config_path(), overrides=["langid.keep=[mt, sw]", "langid.threshold=0.7",
+                                                        "output.splits={train: 1}", "name=nightly"])
+    assert config.langid.keep == ["mt", "sw"] and config.langid.threshold == 0.7
+    assert config.output.splits == {"train": 1} and config.name == "nightly"
+    with pytest.raises(ConfigError, match="langid.treshold"):
+        load_config(demo_config_path(), overrides=["langid.treshold=0.7"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_config(demo_config_path(), overrides=["langid.threshold"])
