@@ -22,6 +22,7 @@ from apache_beam.utils import shared
 
 from xlcorpus.schemas import LANG_CANDIDATE, LANGID_FIELDS
 from xlcorpus.transforms.accounting import dead_letter_rows, rejected_rows
+from xlcorpus.transforms.model_cache import local_copy
 from xlcorpus.transforms.scripts import NEUTRAL_SCRIPTS, majority_scripts
 
 log = logging.getLogger(__name__)
@@ -286,7 +287,8 @@ class _LangIdFn(beam.DoFn):
 
     def setup(self):
         # One model per worker process, shared by all DoFn instances (threads) in it.
-        self.model = _SHARED_MODELS.acquire(lambda: _Holder(FastTextModel(self.model_path)),
+        # gs:// / s3:// / hdfs:// models are copied to a local cache first.
+        self.model = _SHARED_MODELS.acquire(lambda: _Holder(FastTextModel(local_copy(self.model_path))),
                                             tag=self.model_path).model
 
     def process(self, batch: pa.RecordBatch):
