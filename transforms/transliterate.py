@@ -6,7 +6,7 @@ to actions: ``keep``, ``romanize`` (uroman), ``fold_diacritics`` or
 ``transliterate:<table>`` (a rule table). The output text is the concatenation of
 the tokens' outputs, and the offset map, rows of ``(src_start, src_end, out_start,
 out_end)``, says where each piece of the original went, so labelled spans can
-follow (``map_span``). Rows with spans that cannot follow are rejected.
+follow (``romanize.map_span``). Rows with spans that cannot follow are rejected.
 
 Core: ``Policy``, ``Transliterator`` (everything one worker needs, built in
 ``DoFn.setup`` because ``uroman.Uroman`` cannot be pickled), ``map_span``.
@@ -32,6 +32,7 @@ from apache_beam.utils import shared
 
 from xlcorpus.schemas import SPAN, TRANSLIT_FIELDS, TRANSLIT_OFFSET, TRANSLIT_TOKEN
 from xlcorpus.transforms.accounting import dead_letter_rows, rejected_rows
+from xlcorpus.transforms.romanize import Romanizer, map_span  # noqa: F401 - map_span is part of this API
 from xlcorpus.transforms.rule_tables import load_table
 from xlcorpus.transforms.scripts import majority_scripts
 from xlcorpus.transforms.tokens import tokenize
@@ -90,36 +91,6 @@ def fold_diacritics(word: str) -> str:
                                                 if not unicodedata.combining(c)))
 
 
-# --- offset maps and spans -------------------------------------------------------------
-def map_span(offsets: np.ndarray, start: int, end: int) -> tuple[int, int] | None:
-    """Move the character span [start, end) of the original text onto the output.
-
-    A boundary must fall on a row boundary of the map, or inside a row whose source
-    and output have the same length (kept text): inside a rewritten word there is no
-    honest answer, and ``None`` is returned. An empty result is ``None`` too.
-    """
-    if len(offsets) == 0 or start >= end:
-        return None
-    src_s, src_e, out_s, out_e = offsets[:, 0], offsets[:, 1], offsets[:, 2], offsets[:, 3]
-    i = int(np.searchsorted(src_e, start, side="right"))  # row containing start
-    j = int(np.searchsorted(src_s, end, side="left")) - 1  # row containing end - 1
-    if i >= len(offsets) or j < 0 or end > src_e[-1]:
-        return None
-    new_start = _inside(start, src_s[i], src_e[i], out_s[i], out_e[i], at_end=False)
-    new_end = _inside(end, src_s[j], src_e[j], out_s[j], out_e[j], at_end=True)
-    if new_start is None or new_end is None or new_end <= new_start:
-        return None
-    return new_start, new_end
-
-
-def _inside(pos, s, e, o_s, o_e, at_end: bool) -> int | None:
-    if pos == (e if at_end else s):
-        return int(o_e if at_end else o_s)
-    if e - s == o_e - o_s:  # same length (kept): characters correspond one to one
-        return int(o_s + (pos - s))
-    return None
-
-
 # --- the worker-side transliterator ----------------------------------------------------
 @dataclass
 class Transliterated:
@@ -149,9 +120,7 @@ class Transliterator:
     @property
     def romanizer(self):
         if self._romanizer is None:
-            from xlcorpus.transforms.romanize import Romanizer
-
-            self._romanizer = Romanizer()
+            self._romanizer = Romanizer().load()
         return self._romanizer
 
     def transliterate_batch(self, texts: Sequence[str], langs: Sequence[str | None]) -> list[Transliterated | None]:
