@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 import uuid
 from collections import Counter
 from importlib.metadata import version
-from pathlib import Path
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from xlcorpus.pipelines.config import JobConfig
@@ -112,8 +111,8 @@ def run_corpus(config: JobConfig, beam_args: list[str] | None = None) -> dict:
         raise ValueError("no output directory: set output.path or pass --output DIR")
     if not config.input.paths:
         raise ValueError("no input: set input.paths or pass --input GLOB")
-    out = os.path.abspath(out)
-    if os.path.exists(out) and not config.output.overwrite:
+    out = out if "://" in out else os.path.abspath(out)
+    if dataset_sink.output_exists(out) and not config.output.overwrite:
         raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
     paths = readers.expand_inputs(config.input.paths)
     model_path = None
@@ -133,18 +132,16 @@ def run_corpus(config: JobConfig, beam_args: list[str] | None = None) -> dict:
     p.run().wait_until_finish()
     finished = time.time()
 
-    manifest_path = Path(tmp_dir, "_manifest.json")
-    manifest = json.loads(manifest_path.read_text())
-    manifest_path.unlink()  # report.json carries the same shard list
+    manifest_path = FileSystems.join(tmp_dir, "_manifest.json")
+    manifest = json.loads(dataset_sink.read_text(manifest_path))
+    FileSystems.delete([manifest_path])  # report.json carries the same shard list
     report = build_report(manifest, config, started, finished, model_path, beam_args or [])
-    Path(tmp_dir, "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    dataset_sink.write_text(FileSystems.join(tmp_dir, "report.json"), json.dumps(report, indent=2, ensure_ascii=False))
     acct = report["accounting"]
     if not acct["balanced"]:
         raise AccountingError(f"rows lost: in={acct['in']} != kept={acct['kept']} + rejected={acct['rejected']} "
                               f"+ dead_letter={acct['dead_letter']}; partial output kept in {tmp_dir}")
-    if os.path.exists(out):
-        shutil.rmtree(out)
-    os.rename(tmp_dir, out)
+    dataset_sink.publish(tmp_dir, out)
     return report
 
 

@@ -5,46 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from apache_beam.io.localfilesystem import LocalFileSystem
-
 from xlcorpus.transforms.model_cache import is_remote, local_copy
 
-
-class _ObjectStore(LocalFileSystem):
-    """A 'remote' scheme served from a local folder, standing in for gs:// or s3://."""
-
-    root: Path = Path("/nonexistent")
-    opened: list[str] = []
-
-    @classmethod
-    def scheme(cls):
-        return "teststore"
-
-    def _local(self, path: str) -> str:
-        return str(self.root / path.removeprefix("teststore://"))
-
-    def match(self, patterns, limits=None):
-        results = super().match([self._local(p) for p in patterns], limits)
-        for r in results:
-            for m in r.metadata_list:
-                m.path = "teststore://" + str(Path(m.path).relative_to(self.root))
-        return results
-
-    def open(self, path, mime_type="application/octet-stream", compression_type=None):
-        self.opened.append(path)
-        return super().open(self._local(path), mime_type, compression_type)
+from .objectstore import ObjectStore
 
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     monkeypatch.setenv("XLCORPUS_CACHE", str(tmp_path / "cache"))
-    _ObjectStore.root = tmp_path / "bucket"
-    _ObjectStore.opened = []
+    ObjectStore.root = tmp_path / "bucket"
+    ObjectStore.opened = []
     (tmp_path / "bucket" / "models" / "ct2").mkdir(parents=True)
     (tmp_path / "bucket" / "models" / "lid.ftz").write_bytes(b"fasttext bytes")
     (tmp_path / "bucket" / "models" / "ct2" / "model.bin").write_bytes(b"weights")
     (tmp_path / "bucket" / "models" / "ct2" / "vocab.json").write_text("{}")
-    return _ObjectStore
+    return ObjectStore
 
 
 def test_local_paths_are_returned_unchanged(tmp_path):

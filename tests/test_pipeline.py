@@ -228,3 +228,17 @@ def test_config_overrides():
         load_config(demo_config_path(), overrides=["langid.treshold=0.7"])
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         load_config(demo_config_path(), overrides=["langid.threshold"])
+
+
+def test_output_on_an_object_store(tmp_path):
+    from .objectstore import ObjectStore
+
+    ObjectStore.root = tmp_path / "bucket"
+    (tmp_path / "bucket").mkdir()
+    report = run_corpus(demo_config("teststore://runs/demo"))
+    local = tmp_path / "bucket" / "runs" / "demo"
+    dd = datasets.load_from_disk(str(local))
+    assert sum(len(d) for d in dd.values()) == report["accounting"]["kept"] > 0
+    assert (local / "report.json").exists() and not list((tmp_path / "bucket" / "runs").glob("demo.tmp-*"))
+    with pytest.raises(OutputExistsError):
+        run_corpus(demo_config("teststore://runs/demo"))

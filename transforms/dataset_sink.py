@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
 import zlib
 from collections import Counter
@@ -25,6 +26,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow
@@ -224,19 +226,19 @@ class FinalizeFn(beam.DoFn):
             fingerprint = hashlib.sha256(json.dumps(
                 [kind, part, split, [(i["source"], i["tag"], i["first_line"], i["rows"]) for i in group]]
             ).encode()).hexdigest()[:16]
-            self._write_text(FileSystems.join(directory, "state.json"),
+            write_text(FileSystems.join(directory, "state.json"),
                              state_json(filenames, split or None, fingerprint))
-            self._write_text(FileSystems.join(directory, "dataset_info.json"),
+            write_text(FileSystems.join(directory, "dataset_info.json"),
                              dataset_info_json(self.features[kind]))
         for spec in self.specs:
             if spec.splits:
                 for part in sorted({p for (k, p, _s) in layout if k == spec.kind}):
                     directory = FileSystems.join(self.tmp_dir, *[p for p in (SUBDIR[spec.kind], part) if p])
-                    self._write_text(FileSystems.join(directory, "dataset_dict.json"),
+                    write_text(FileSystems.join(directory, "dataset_dict.json"),
                                      json.dumps({"splits": list(spec.splits)}))
         FileSystems.delete([FileSystems.join(self.tmp_dir, "_shards")])
         manifest = {"inputs": inputs, "shards": written}
-        self._write_text(FileSystems.join(self.tmp_dir, "_manifest.json"), json.dumps(manifest, sort_keys=True))
+        write_text(FileSystems.join(self.tmp_dir, "_manifest.json"), json.dumps(manifest, sort_keys=True))
         yield manifest
 
     @staticmethod
@@ -248,11 +250,6 @@ class FinalizeFn(beam.DoFn):
         shard.close()
         return {"kind": spec.kind, "partition": part, "split": split, "source": "", "tag": "", "first_line": 0,
                 "path": path, "rows": 0, "counts": {}}
-
-    @staticmethod
-    def _write_text(path: str, text: str):
-        with FileSystems.create(path) as f:
-            f.write(text.encode())
 
 
 class WriteDataset(beam.PTransform):
@@ -275,3 +272,40 @@ class WriteDataset(beam.PTransform):
                 | "AllShards" >> beam.Flatten()
                 | "Collect" >> beam.combiners.ToList()
                 | "Finalize" >> beam.ParDo(FinalizeFn(self.tmp_dir, self.specs, self.features, list(splits or []))))
+
+
+# --- the driver's side: existence check, small files, publishing ---------------------------
+def is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def output_exists(out: str) -> bool:
+    if is_local(out):
+        return os.path.exists(out.removeprefix("file://"))
+    return bool([m for r in FileSystems.match([out.rstrip("/") + "/**"]) for m in r.metadata_list])
+
+
+def read_text(path: str) -> str:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return f.read().decode("utf-8")
+
+
+def write_text(path: str, text: str) -> None:
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(text.encode("utf-8"))
+
+
+def publish(tmp_dir: str, out: str) -> None:
+    """Move the finished temporary directory to ``out``, replacing what was there.
+
+    Local: one atomic rename. Object stores have no directories: every file is
+    renamed (copied) under the new prefix, then the temporary prefix is deleted.
+    """
+    if output_exists(out):
+        FileSystems.delete([out])
+    if is_local(out):
+        os.rename(tmp_dir.removeprefix("file://"), out.removeprefix("file://"))
+        return
+    sources = sorted(m.path for r in FileSystems.match([tmp_dir.rstrip("/") + "/**"]) for m in r.metadata_list)
+    FileSystems.rename(sources, [out.rstrip("/") + src[len(tmp_dir.rstrip("/")):] for src in sources])
+    FileSystems.delete([tmp_dir])
