@@ -3,6 +3,8 @@
     xlcorpus run CONFIG.yaml [--input GLOB ...] [--output DIR] [--overwrite] [--set KEY=VALUE ...] [Beam options]
     xlcorpus demo [--output DIR] [--overwrite] [Beam options]
     xlcorpus inspect DIR
+    xlcorpus lexicon build --input GLOB --lang L --out FILE
+    xlcorpus lexicon distance --target FILE LANG=FILE ...
     xlcorpus models fetch
 
 Arguments the command does not know are Beam pipeline options and pass through
@@ -48,6 +50,24 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(output_default="xlcorpus-demo")
     inspect = sub.add_parser("inspect", help="summarise a written dataset")
     inspect.add_argument("dir")
+    lexicon = sub.add_parser("lexicon", help="target-language lexicons for the lexical-distance filter")
+    lex = lexicon.add_subparsers(dest="lexicon_command", required=True)
+    build = lex.add_parser("build", allow_abbrev=False, help="word-frequency lexicon from a reference corpus")
+    build.add_argument("--input", action="append", required=True, help="file or glob (repeatable)")
+    build.add_argument("--lang", required=True, help="the corpus' language (ISO 639-3), stored in the lexicon")
+    build.add_argument("--out", required=True, help="Parquet file to write")
+    build.add_argument("--text-field", default="text")
+    build.add_argument("--lang-field", help="keep only records whose FIELD equals --lang")
+    build.add_argument("--no-lowercase", action="store_true")
+    build.add_argument("--fold-diacritics", action="store_true")
+    build.add_argument("--romanize", action="store_true", help="romanize with uroman first (cross-script)")
+    build.add_argument("--min-count", type=int, default=1)
+    build.add_argument("--max-words", type=int)
+    dist = lex.add_parser("distance", allow_abbrev=False, help="rank source languages by lexical distance")
+    dist.add_argument("--target", required=True, help="the target language's lexicon")
+    dist.add_argument("sources", nargs="+", metavar="LANG=LEXICON", help="candidate source lexicons")
+    dist.add_argument("--out", help="also write the table as JSON")
+    dist.add_argument("--top-n", type=int, default=2000, help="most frequent source words compared")
     models = sub.add_parser("models", help="manage the bundled default models")
     models.add_argument("action", choices=["fetch"], help="fetch: put lid.176.ftz in the cache (idempotent)")
     return parser
@@ -68,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "inspect":
             return inspect_dataset(args.dir)
+        if args.command == "lexicon":
+            return _lexicon(args)
         if args.command == "models":
             from xlcorpus.transforms.lid_model import fetch_default_model, installed_package_model
 
@@ -83,6 +105,28 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[red]error:[/] {e}")
             return 2
         raise
+
+
+def _lexicon(args) -> int:
+    from xlcorpus.pipelines import lexicon
+    from xlcorpus.transforms.lexfilter import format_distance_report
+
+    if args.lexicon_command == "build":
+        summary = lexicon.build(args.input, args.lang, args.out, text_field=args.text_field,
+                                lang_field=args.lang_field, lowercase=not args.no_lowercase,
+                                fold_diacritics=args.fold_diacritics, romanize=args.romanize,
+                                min_count=args.min_count, max_words=args.max_words)
+        console.print(f"{summary['out']}: {summary['words']} words from {summary['tokens']} tokens "
+                      f"({summary['lang']}); most frequent: {', '.join(summary['top'])}")
+        return 0
+    sources = {}
+    for item in args.sources:
+        lang, sep, path = item.partition("=")
+        if not sep:
+            raise ValueError(f"{item!r}: expected LANG=LEXICON")
+        sources[lang] = path
+    print(format_distance_report(lexicon.distance(args.target, sources, args.out, args.top_n)))
+    return 0
 
 
 def _run(args, beam_args: list[str]) -> int:
@@ -114,6 +158,11 @@ def _summary(report: dict, out: str) -> None:
     console.print(f"in {a['in']} = kept {a['kept']} + rejected {a['rejected']} + dead-letter {a['dead_letter']}"
                   f" ({'balanced' if a['balanced'] else 'UNBALANCED'}); {report['rows_per_second']:.0f} rows/s")
     console.print(f"splits: {report['splits']}; languages: {langs}")
+    if report.get("language_distances"):
+        from xlcorpus.transforms.lexfilter import format_distance_report
+
+        console.print("lexical distance of candidate source languages to the target lexicon:")
+        console.print(format_distance_report(report["language_distances"]), markup=False)
     console.print(f"load it: datasets.load_from_disk({str(out)!r}); report: {out}/report.json")
 
 

@@ -50,6 +50,27 @@ class LangIdConfig(_Strict):
         return v
 
 
+class LexFilterConfig(_Strict):
+    enabled: bool = False
+    lexicon: str | None = Field(None, description="target-language lexicon (xlcorpus lexicon build)")
+    langs: list[str] = Field(default_factory=list, description="languages to filter (empty: all rows)")
+    metric: Literal["levenshtein", "ngram_cosine", "ngram_out_of_place"] = "levenshtein"
+    weighting: Literal["none", "length"] = "none"
+    threshold: float | None = Field(None, ge=0.0, le=1.0, description="keep rows scoring <= threshold")
+    keep_fraction: float | None = Field(None, gt=0.0, le=1.0, description="or keep the closest fraction")
+    compare: dict[str, str] = Field(default_factory=dict,
+                                    description="language -> lexicon: distance of each to the target, in the report")
+
+    @model_validator(mode="after")
+    def _one_selection(self):
+        if self.enabled:
+            if not self.lexicon:
+                raise ValueError("lexfilter.lexicon is required when lexfilter.enabled is true")
+            if (self.threshold is None) == (self.keep_fraction is None):
+                raise ValueError("lexfilter needs exactly one of threshold or keep_fraction")
+        return self
+
+
 class TransliterateConfig(_Strict):
     enabled: bool = False
     policies: dict[str, str] = Field(
@@ -89,6 +110,7 @@ class JobConfig(_Strict):
     name: str = "xlcorpus"
     input: InputConfig = Field(default_factory=InputConfig)
     langid: LangIdConfig = Field(default_factory=LangIdConfig)
+    lexfilter: LexFilterConfig = Field(default_factory=LexFilterConfig)
     transliterate: TransliterateConfig = Field(default_factory=TransliterateConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
@@ -148,6 +170,12 @@ def load_config(path: str | Path | None = None, data: dict | None = None, overri
         raise ConfigError(_describe(e, source)) from None
     if path is not None:
         base = Path(path).resolve().parent
-        config.input.paths = [p if "://" in p or Path(p).is_absolute() else str(base / p)
-                              for p in config.input.paths]
+
+        def resolve(p: str) -> str:
+            return p if "://" in p or Path(p).is_absolute() else str(base / p)
+
+        config.input.paths = [resolve(p) for p in config.input.paths]
+        if config.lexfilter.lexicon:
+            config.lexfilter.lexicon = resolve(config.lexfilter.lexicon)
+        config.lexfilter.compare = {k: resolve(v) for k, v in config.lexfilter.compare.items()}
     return config

@@ -22,10 +22,11 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from xlcorpus.pipelines.config import JobConfig
 from xlcorpus.schemas import DEAD_LETTER_SCHEMA, REJECTED_SCHEMA, dataset_schema, output_features
-from xlcorpus.transforms import dataset_sink, langid, readers, transliterate
+from xlcorpus.transforms import dataset_sink, langid, lexfilter, readers, transliterate
 
 KEPT, REJECTED, DEAD_LETTER = "kept", "rejected", "dead_letter"  # every stage's output tags
 from xlcorpus.transforms.lid_model import SHA256, default_model_path, sha256_of
+from xlcorpus.transforms.model_cache import local_copy
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,11 @@ def _steps(config: JobConfig, model_path: str | None) -> list[tuple[str, beam.PT
         steps.append((langid.STAGE, langid.LanguageId(langid.LangIdOptions(
             model=model_path, top_k=lc.top_k, threshold=lc.threshold, thresholds=lc.thresholds,
             keep=tuple(lc.keep), label_only=lc.label_only, script_consistency=lc.script_consistency), model_path)))
+    if config.lexfilter.enabled:
+        xc = config.lexfilter
+        steps.append((lexfilter.STAGE, lexfilter.LexicalFilter(lexfilter.LexFilterOptions(
+            lexicon=xc.lexicon, metric=xc.metric, weighting=xc.weighting, threshold=xc.threshold,
+            keep_fraction=xc.keep_fraction, langs=tuple(langid.normalize_lang_code(c) for c in xc.langs)))))
     if config.transliterate.enabled:
         tc = config.transliterate
         policies = {k if k == transliterate.ANY_LANGUAGE else langid.normalize_lang_code(k): v
@@ -179,6 +185,10 @@ def build_report(manifest: dict, config: JobConfig, started: float, finished: fl
     if model_path:
         models["langid"] = {"path": model_path, "sha256": sha256_of(model_path)}
         models["langid"]["bundled"] = models["langid"]["sha256"] == SHA256
+    if config.lexfilter.enabled:
+        models["lexfilter"] = {"lexicon": config.lexfilter.lexicon}
+        if "://" not in config.lexfilter.lexicon:
+            models["lexfilter"]["sha256"] = sha256_of(config.lexfilter.lexicon)
     return {
         "name": config.name,
         "xlcorpus_version": version("xlcorpus"),
@@ -194,7 +204,18 @@ def build_report(manifest: dict, config: JobConfig, started: float, finished: fl
         "partitions": dict(sorted(partitions.items())),
         "languages": dict(languages.most_common()),
         "models": models,
+        "language_distances": language_distance_report(config),
         "config": config.model_dump(mode="json"),
         "shards": [{k: s[k] for k in ("kind", "partition", "split", "path", "rows")} for s in shards],
     }
 
+
+def language_distance_report(config: JobConfig) -> list[dict]:
+    """Lexical distance of each ``lexfilter.compare`` language to the target lexicon,
+    closest first, so a user can choose the source language to mix in."""
+    xc = config.lexfilter
+    if not (xc.lexicon and xc.compare):
+        return []
+    target = lexfilter.read_lexicon(local_copy(xc.lexicon))
+    sources = {lang: lexfilter.read_lexicon(local_copy(path)) for lang, path in xc.compare.items()}
+    return lexfilter.language_distances(target, sources)

@@ -42,6 +42,13 @@ LANGID_FIELDS = _owned(
     pa.field("lang_script_override", pa.bool_()),  # true when a lower candidate won on script agreement
 )
 
+# --- lexical-distance filter ------------------------------------------------------------
+LEXFILTER_FIELDS = _owned(
+    "lexfilter",
+    pa.field("lex_distance", pa.float32()),  # the chosen metric's score; null where the filter does not apply
+    pa.field("lex_metric", pa.string()),  # levenshtein | ngram_cosine | ngram_out_of_place
+)
+
 # --- transliteration -----------------------------------------------------------------
 SPAN = pa.struct([("start", pa.int64()), ("end", pa.int64()), ("label", pa.string())])  # [start, end) chars
 TRANSLIT_TOKEN = pa.struct([("start", pa.int32()), ("end", pa.int32()), ("origin", pa.string()),
@@ -56,7 +63,8 @@ TRANSLIT_FIELDS = _owned(
     pa.field("translit_spans", pa.list_(SPAN)),  # the configured spans column, moved onto translit_text
 )
 
-STAGE_FIELDS: dict[str, tuple[pa.Field, ...]] = {"langid": LANGID_FIELDS, "transliterate": TRANSLIT_FIELDS}
+STAGE_FIELDS: dict[str, tuple[pa.Field, ...]] = {
+    "langid": LANGID_FIELDS, "lexfilter": LEXFILTER_FIELDS, "transliterate": TRANSLIT_FIELDS}
 
 
 def dataset_schema(stages: Iterable[str] = ("langid",)) -> pa.Schema:

@@ -1,0 +1,869 @@
+"""Lexical-distance filtering: keep the source sentences lexically closest to a target language.
+
+Use case: a tiny target language (e.g. Comorian) borrows data from a related
+high-resource one (e.g. Swahili); only the source sentences whose words look most
+like target words are kept. Distance is word-level normalised Levenshtein
+(edit distance / length of the longer word) to the nearest word of a target
+lexicon, averaged over the sentence; character n-gram profile distances are the
+alternative metrics.
+
+Core (no Beam): text normalisation and tokenisation, the target lexicon (built
+from a reference corpus, stored as Parquet), an exact nearest-word index
+(``NearestWordIndex``), sentence scores (``SentenceScorer``), the keep/reject
+decision and a language-distance report. ``LexicalFilter`` is the thin Beam
+transform around it; the lexicon is loaded once per worker process through
+``apache_beam.utils.shared`` (only its path travels with the pipeline).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from itertools import chain
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import regex
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.stats import ApproximateQuantiles
+from apache_beam.utils import shared
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
+
+from xlcorpus.schemas import LEXFILTER_FIELDS
+from xlcorpus.transforms.accounting import dead_letter_rows, rejected_rows
+from xlcorpus.transforms.model_cache import local_copy
+
+log = logging.getLogger(__name__)
+STAGE = "lexfilter"
+KEPT, REJECTED, DEAD_LETTER = "kept", "rejected", "dead_letter"
+NO_WORDS, LEXICALLY_DISTANT = "no_words", "lexically_distant"
+
+# Columns this stage adds to kept rows (to move into schemas/ with the stage's metadata).
+
+METRICS = ("levenshtein", "ngram_cosine", "ngram_out_of_place")
+WEIGHTINGS = ("none", "length")
+
+# --- normalisation and tokenisation ----------------------------------------------------
+# A word starts with a letter, continues with letters and combining marks, and may hold
+# single internal apostrophes or hyphens ("ng'ombe", "mwana-mke"); anything else separates.
+WORD_PATTERN = r"\p{L}[\p{L}\p{M}]*(?:['\-][\p{L}\p{M}]+)*"
+_WORD = regex.compile(WORD_PATTERN)
+# The same, plus NUL as a row separator, so a whole batch is tokenised in one call; for
+# ASCII text (letters = A-Z, no marks) the stdlib engine does the same twice as fast.
+_SEP_OR_WORD = regex.compile(rf"\x00|{WORD_PATTERN}")
+_SEP_OR_ASCII_WORD = re.compile(r"\x00|[A-Za-z]+(?:['\-][A-Za-z]+)*")
+# Canonical combining class != 0: accents, cedillas, virama, nukta ... (not Indic vowel
+# signs, which are spacing or class-0 marks and part of the spelling).
+_COMBINING = regex.compile(r"\P{ccc=0}+")
+# Typographic apostrophes and hyphens -> ASCII, so "ng’ombe" and "ng'ombe" are one word.
+_PUNCT = str.maketrans({"\u2019": "'", "\u2018": "'", "\u2010": "-", "\u2011": "-"})
+
+
+def normalize_text(text: str, lowercase: bool = True, fold_diacritics: bool = False) -> str:
+    """The form both the lexicon and the scored sentences are compared in.
+
+    Always NFC (so precomposed and decomposed spellings agree) with typographic
+    apostrophes/hyphens made ASCII; ``lowercase`` uses ``str.lower``;
+    ``fold_diacritics`` decomposes (NFD) and drops every mark with a non-zero
+    canonical combining class, then recomposes ("é" -> "e", "ñ" -> "n").
+    """
+    if lowercase:
+        text = text.lower()
+    if text.isascii():
+        return text
+    text = text.translate(_PUNCT)
+    if fold_diacritics:
+        text = _COMBINING.sub("", unicodedata.normalize("NFD", text))
+    return unicodedata.normalize("NFC", text)
+
+
+def tokenize(text: str, lowercase: bool = True, fold_diacritics: bool = False) -> list[str]:
+    """Normalised word tokens of one text (see ``WORD_PATTERN``)."""
+    return _WORD.findall(normalize_text(text, lowercase, fold_diacritics))
+
+
+def tokenize_batch(texts: pa.Array | Sequence[str | None], lowercase: bool = True,
+                   fold_diacritics: bool = False) -> tuple[pa.Array, np.ndarray]:
+    """Tokens of every text, flattened, and the row each token came from.
+
+    Same result as ``tokenize`` per text, but one normalisation pass and one regex
+    pass over the whole batch (texts joined by NUL, which is never part of a word).
+    Null texts have no tokens.
+    """
+    if not isinstance(texts, (pa.Array, pa.ChunkedArray)):
+        texts = pa.array(list(texts), pa.string())
+    n = len(texts)
+    if n == 0:
+        return pa.array([], pa.string()), np.zeros(0, np.int64)
+    strs = pc.replace_substring(pc.fill_null(texts, ""), "\x00", " ").to_pylist()
+    joined = normalize_text("\x00".join(strs), lowercase, fold_diacritics)
+    tokens = pa.array((_SEP_OR_ASCII_WORD if joined.isascii() else _SEP_OR_WORD).findall(joined), pa.string())
+    sep = pc.equal(tokens, "\x00").to_numpy(zero_copy_only=False)
+    rows = np.cumsum(sep)[~sep]
+    return tokens.filter(pa.array(~sep)), rows.astype(np.int64)
+
+
+# --- the target lexicon ----------------------------------------------------------------
+LEXICON_SCHEMA = pa.schema([pa.field("word", pa.string(), nullable=False),
+                            pa.field("count", pa.int64(), nullable=False)])
+_LEXICON_META = b"xlcorpus.lexicon"
+
+
+@dataclass(frozen=True)
+class LexiconOptions:
+    lowercase: bool = True
+    fold_diacritics: bool = False
+    min_count: int = 1  # words seen fewer times are dropped (typos, noise)
+    max_words: int | None = None  # keep only the most frequent words
+
+
+def build_lexicon(texts: Iterable[str | None], options: LexiconOptions = LexiconOptions()) -> pa.Table:
+    """Word-frequency table of a reference corpus: columns word, count; sorted by count
+    descending, then word. The normalisation options travel in the schema metadata."""
+    counts: Counter[str] = Counter()
+    chunk: list[str] = []
+    for text in texts:
+        if text:
+            chunk.append(text)
+        if len(chunk) >= 2048:
+            counts.update(_WORD.findall(normalize_text("\n".join(chunk), options.lowercase,
+                                                       options.fold_diacritics)))
+            chunk.clear()
+    if chunk:
+        counts.update(_WORD.findall(normalize_text("\n".join(chunk), options.lowercase, options.fold_diacritics)))
+    items = sorted(((w, c) for w, c in counts.items() if c >= options.min_count), key=lambda wc: (-wc[1], wc[0]))
+    if options.max_words is not None:
+        items = items[: options.max_words]
+    return _lexicon_table([w for w, _ in items], [c for _, c in items], options.lowercase, options.fold_diacritics,
+                          tokens=sum(counts.values()))
+
+
+def _lexicon_table(words: Sequence[str], counts: Sequence[int] | np.ndarray, lowercase: bool,
+                   fold_diacritics: bool, tokens: int | None = None) -> pa.Table:
+    meta = {"lowercase": lowercase, "fold_diacritics": fold_diacritics, "tokens": tokens}
+    schema = LEXICON_SCHEMA.with_metadata({_LEXICON_META: orjson.dumps(meta)})
+    return pa.Table.from_arrays([pa.array(list(words), pa.string()), pa.array(np.asarray(counts, np.int64))],
+                                schema=schema)
+
+
+def write_lexicon(table: pa.Table, path: str | Path) -> None:
+    pq.write_table(table, str(path))
+
+
+def read_lexicon(path: str | Path) -> Lexicon:
+    return Lexicon.from_table(pq.read_table(str(path)))
+
+
+class Lexicon:
+    """Target words with their corpus counts (most frequent first) and how they were normalised."""
+
+    def __init__(self, words: Sequence[str], counts: Sequence[int] | np.ndarray, lowercase: bool = True,
+                 fold_diacritics: bool = False):
+        if len(words) != len(counts):
+            raise ValueError(f"lexicon has {len(words)} words but {len(counts)} counts")
+        self.words = list(words)
+        self.counts = np.asarray(counts, np.int64)
+        self.lowercase, self.fold_diacritics = bool(lowercase), bool(fold_diacritics)
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> Lexicon:
+        missing = {"word", "count"} - set(table.column_names)
+        if missing:
+            raise ValueError(f"lexicon table lacks column(s) {sorted(missing)}; has {table.column_names}")
+        raw = (table.schema.metadata or {}).get(_LEXICON_META)
+        meta = orjson.loads(raw) if raw else {}
+        words = table.column("word").to_pylist()
+        if any(w is None for w in words):
+            raise ValueError("lexicon column 'word' holds nulls")
+        return cls(words, pc.fill_null(table.column("count"), 0).to_numpy(),
+                   meta.get("lowercase", True), meta.get("fold_diacritics", False))
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int], lowercase: bool = True, fold_diacritics: bool = False
+                    ) -> Lexicon:
+        items = sorted(counts.items(), key=lambda wc: (-wc[1], wc[0]))
+        return cls([w for w, _ in items], [c for _, c in items], lowercase, fold_diacritics)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def to_table(self) -> pa.Table:
+        return _lexicon_table(self.words, self.counts, self.lowercase, self.fold_diacritics)
+
+    def top(self, n: int) -> Lexicon:
+        return Lexicon(self.words[:n], self.counts[:n], self.lowercase, self.fold_diacritics)
+
+    def normalized(self, lowercase: bool | None = None, fold_diacritics: bool | None = None) -> Lexicon:
+        """The lexicon as seen with these options (None: as built). Words that become
+        equal merge their counts. A lexicon cannot be un-lowercased or un-folded."""
+        lower = self.lowercase if lowercase is None else bool(lowercase)
+        fold = self.fold_diacritics if fold_diacritics is None else bool(fold_diacritics)
+        if (self.lowercase and not lower) or (self.fold_diacritics and not fold):
+            raise ValueError(f"the lexicon was built with lowercase={self.lowercase}, fold_diacritics="
+                             f"{self.fold_diacritics}; it cannot be compared with lowercase={lower}, "
+                             f"fold_diacritics={fold} (rebuild it with those options)")
+        if (lower, fold) == (self.lowercase, self.fold_diacritics):
+            return self
+        merged: Counter[str] = Counter()
+        for word, count in zip(self.words, self.counts.tolist()):
+            for token in tokenize(word, lower, fold):
+                merged[token] += count
+        return Lexicon.from_counts(merged, lower, fold)
+
+    def index(self, max_deletes: int = 1, memo_size: int = 0) -> NearestWordIndex:
+        return NearestWordIndex(self.words, max_deletes=max_deletes, memo_size=memo_size)
+
+    @cached_property
+    def _profiles(self) -> dict[int, NgramProfile]:
+        return {}
+
+    def profile(self, size: int = 400) -> NgramProfile:
+        """Character n-gram profile of the lexicon's running text (n-grams weighted by word count)."""
+        if size not in self._profiles:
+            grams: Counter[str] = Counter()
+            for word, count in zip(self.words, self.counts.tolist()):
+                for g in word_ngrams(word):
+                    grams[g] += count
+            self._profiles[size] = NgramProfile.from_counts(grams, size)
+        return self._profiles[size]
+
+
+# --- exact nearest-word search ---------------------------------------------------------
+# Words longer than this stay out of the deletion index (C(n, k) variants each); their
+# buckets and queries fall back to the plain bound in the bucket scan.
+_MAX_INDEXED_LENGTH = 32
+
+def _deletion_variants(word: str, k: int) -> set[str]:
+    """Every string obtained by deleting at most k characters of ``word`` (itself included)."""
+    n = len(word)
+    ones = [word[:i] + word[i + 1:] for i in range(n)]
+    out = {word, *ones}
+    if k == 2:  # each pair of positions i < j once: delete j from the string without i
+        for i, s in enumerate(ones):
+            out.update([s[:j] + s[j + 1:] for j in range(i, n - 1)])
+    elif k > 2:
+        frontier = set(ones)
+        for _ in range(k - 1):
+            frontier = {s[:i] + s[i + 1:] for s in frontier for i in range(len(s))}
+            out |= frontier
+    elif k == 0:
+        return {word}
+    return out
+
+
+class NearestWordIndex:
+    """Normalised Levenshtein distance from query words to their nearest lexicon word.
+
+    ``normalised(a, b) = levenshtein(a, b) / max(len(a), len(b))`` (rapidfuzz's
+    ``Levenshtein.normalized_distance`` with uniform weights). Results equal a brute-force
+    minimum over the whole lexicon exactly; the search only skips work that cannot change
+    the minimum:
+
+    1. exact hits (distance 0) by hash lookup;
+    2. every lexicon word within ``max_deletes`` edits of a query, via a deletion-
+       neighbourhood index (two words are within k edits only if they share a string
+       obtained by deleting <= k characters from each); candidates are verified with
+       rapidfuzz, which gives each query an upper bound (words longer than 32 characters,
+       on either side, skip this step);
+    3. length buckets in order of their lower bound: a word of length m is at least
+       ``max(k+1, |n-m|)`` edits from a length-n query it was not found near in step 2,
+       i.e. at normalised distance >= that / max(n, m). Buckets whose bound reaches the
+       query's best so far are never visited; the others are scanned with
+       ``process.cdist`` (one call per query-length group and bucket, ``workers=1``)
+       under a ``score_cutoff`` derived from the best so far. The scan asks for raw
+       ``Levenshtein.distance`` (integer cutoffs, uint8 matrices a quarter the size of
+       float32) and divides by max(n, m) itself: the same double division rapidfuzz's
+       ``normalized_distance`` does, so the float32 results are bit-identical.
+
+    Words far from every lexicon word (unrelated vocabulary, names) still cost close to a
+    scan of the buckets of similar length; near words (cognates, inflections) are
+    resolved by steps 1-2 and a few cheap bucket checks.
+
+    ``memo_size`` > 0 keeps results across calls (a worker sees the same words in every
+    batch); it is cleared when full.
+    """
+
+    def __init__(self, words: Iterable[str], *, max_deletes: int = 1, memo_size: int = 0):
+        unique = sorted(set(words))
+        if not unique:
+            raise ValueError("NearestWordIndex needs at least one lexicon word")
+        if max_deletes < 0:
+            raise ValueError("max_deletes must be >= 0")
+        self.words = unique
+        self.max_deletes = max_deletes
+        self._word_set = frozenset(unique)
+        self._objects = np.array(unique, dtype=object)
+        self._lengths = np.fromiter((len(w) for w in unique), np.int64, len(unique))
+        self._buckets: dict[int, list[str]] = {}
+        for w in unique:
+            self._buckets.setdefault(len(w), []).append(w)
+        self._bucket_lengths = np.array(sorted(self._buckets), np.int64)
+        self._del_hash, self._del_word = self._build_deletion_index() if max_deletes else (None, None)
+        self.memo_size = memo_size
+        self._memo: dict[str, float] = {}
+
+    def __reduce__(self):
+        # The deletion index holds str hashes, which differ between processes: rebuild it.
+        return _rebuild_index, (self.words, self.max_deletes, self.memo_size)
+
+    def _build_deletion_index(self) -> tuple[np.ndarray, np.ndarray]:
+        hashes, ids = [], []
+        step = 4096  # bounded temporary Python objects
+        for start in range(0, len(self.words), step):
+            h: list[int] = []
+            counts = []
+            for w in self.words[start:start + step]:
+                variants = _deletion_variants(w, self.max_deletes) if len(w) <= _MAX_INDEXED_LENGTH else ()
+                h.extend(map(hash, variants))
+                counts.append(len(variants))
+            hashes.append(np.array(h, np.int64))
+            ids.append(np.repeat(np.arange(start, start + len(counts), dtype=np.int32), counts))
+        all_h, all_ids = np.concatenate(hashes), np.concatenate(ids)
+        order = np.argsort(all_h, kind="stable")
+        return all_h[order], all_ids[order]
+
+    def nearest_distance(self, words: Sequence[str] | pa.Array) -> np.ndarray:
+        """float32 array: for each word, its smallest normalised distance to a lexicon word.
+        Each distinct word is searched once per call (a batch repeats its words a lot)."""
+        if len(words) == 0:
+            return np.zeros(0, np.float32)
+        if isinstance(words, pa.ChunkedArray):
+            words = words.combine_chunks()
+        encoded = (words if isinstance(words, pa.Array) else pa.array(list(words), pa.string())).dictionary_encode()
+        dist = self._nearest_unique(encoded.dictionary.to_pylist())
+        return dist[encoded.indices.to_numpy(zero_copy_only=False)]
+
+    def _nearest_unique(self, unique: list[str]) -> np.ndarray:
+        out = np.empty(len(unique), np.float32)
+        if self.memo_size:
+            memo = self._memo
+            todo_idx = []
+            for i, w in enumerate(unique):
+                d = memo.get(w)
+                if d is None:
+                    todo_idx.append(i)
+                else:
+                    out[i] = d
+            todo = [unique[i] for i in todo_idx]
+        else:
+            todo_idx, todo = None, unique
+        computed = self._search(todo)
+        if todo_idx is None:
+            return computed
+        out[np.asarray(todo_idx, np.int64)] = computed
+        if len(self._memo) + len(todo) > self.memo_size:
+            self._memo = {}
+        if len(todo) <= self.memo_size:
+            self._memo.update(zip(todo, computed.tolist()))
+        return out
+
+    def _search(self, queries: list[str]) -> np.ndarray:
+        """Exact nearest normalised distance of distinct queries (float64 inside, float32 out)."""
+        q = len(queries)
+        best = np.ones(q, np.float64)  # every distance is <= 1, so 1 is a valid start
+        if q == 0:
+            return best.astype(np.float32)
+        qlen = np.fromiter((len(w) for w in queries), np.int64, q)
+        exact = np.fromiter((w in self._word_set for w in queries), bool, q)
+        best[exact] = 0.0
+        rest = np.flatnonzero(~exact & (qlen > 0))
+        indexed = rest[qlen[rest] <= _MAX_INDEXED_LENGTH]
+        if indexed.size and self.max_deletes:
+            self._deletion_candidates(queries, qlen, indexed, best)
+        self._scan_buckets(queries, qlen, rest, best)
+        return best.astype(np.float32)
+
+    def _deletion_candidates(self, queries, qlen, rest, best) -> None:
+        """Step 2: exact distances to every lexicon word within max_deletes edits."""
+        variants = [_deletion_variants(queries[i], self.max_deletes) for i in rest.tolist()]
+        counts = np.fromiter(map(len, variants), np.int64, len(variants))
+        qh = np.fromiter(map(hash, chain.from_iterable(variants)), np.int64, int(counts.sum()))
+        owner = np.repeat(rest, counts)
+        order = np.argsort(qh)  # sorted needles: searchsorted walks the table in order
+        qh, owner = qh[order], owner[order]
+        lo = np.searchsorted(self._del_hash, qh, "left")
+        hits = np.searchsorted(self._del_hash, qh, "right") - lo
+        found = hits > 0
+        lo, hits, owner = lo[found], hits[found], owner[found]
+        total = int(hits.sum())
+        if total == 0:
+            return
+        starts = np.repeat(lo - (np.cumsum(hits) - hits), hits)
+        pair_w = self._del_word[starts + np.arange(total)]
+        key = np.sort(np.repeat(owner, hits) * len(self.words) + pair_w)
+        key = key[np.r_[True, key[1:] != key[:-1]]]  # each (query, word) pair once
+        pair_q, pair_w = key // len(self.words), key % len(self.words)
+        d = np.fromiter(map(Levenshtein.distance, [queries[i] for i in pair_q.tolist()],
+                            self._objects[pair_w].tolist()), np.float64, key.size)
+        norm = d / np.maximum(qlen[pair_q], self._lengths[pair_w])
+        group = np.flatnonzero(np.r_[True, pair_q[1:] != pair_q[:-1]])  # pairs are sorted by query
+        heads = pair_q[group]
+        best[heads] = np.minimum(best[heads], np.minimum.reduceat(norm, group))
+
+    def _scan_buckets(self, queries, qlen, rest, best) -> None:
+        """Step 3: visit length buckets whose lower bound is below a query's best so far."""
+        if rest.size == 0:
+            return
+        m = self._bucket_lengths
+        # Edits that any word step 2 did not find is at least away from the query (>= 1: not exact).
+        floor = np.where(m <= _MAX_INDEXED_LENGTH, self.max_deletes + 1, 1)
+        for n in np.unique(qlen[rest]).tolist():
+            members = rest[qlen[rest] == n]
+            longer = np.maximum(m, n)
+            bound = np.maximum(floor if n <= _MAX_INDEXED_LENGTH else 1, np.abs(m - n)) / longer
+            for b in np.argsort(bound, kind="stable").tolist():
+                active = members[best[members] > bound[b]]
+                if active.size == 0:
+                    break  # bounds only grow from here
+                length, denom = int(m[b]), int(longer[b])
+                # a distance d improves query i iff d < best[i] * denom
+                cutoff = int(np.ceil(best[active].max() * denom)) - 1
+                bucket = self._buckets[length]
+                dtype = np.uint8 if cutoff < 255 else np.int32
+                rows = max(1, (1 << 22) // len(bucket))
+                for s in range(0, active.size, rows):
+                    chunk = active[s:s + rows]
+                    raw = process.cdist([queries[i] for i in chunk.tolist()], bucket, scorer=Levenshtein.distance,
+                                        score_cutoff=cutoff, dtype=dtype, workers=1)
+                    dmin = raw.min(axis=1).astype(np.float64)
+                    found = dmin <= cutoff
+                    best[chunk[found]] = np.minimum(best[chunk[found]], dmin[found] / denom)
+
+
+def _rebuild_index(words: list[str], max_deletes: int, memo_size: int) -> NearestWordIndex:
+    return NearestWordIndex(words, max_deletes=max_deletes, memo_size=memo_size)
+
+
+def brute_force_nearest(words: Sequence[str], lexicon_words: Sequence[str]) -> np.ndarray:
+    """Reference: ``process.cdist`` over the whole lexicon (for benchmarks and checks)."""
+    if not len(words):
+        return np.zeros(0, np.float32)
+    return process.cdist(list(words), list(lexicon_words), scorer=Levenshtein.normalized_distance,
+                         dtype=np.float32, workers=1).min(axis=1)
+
+
+# --- character n-gram profiles -----------------------------------------------------------
+def word_ngrams(word: str) -> list[str]:
+    """Character 1-, 2- and 3-grams of a word padded with one space each side
+    ("ab" -> a, b, " a", "ab", "b ", " ab", "ab "); the pad alone is not a gram."""
+    padded = f" {word} "
+    return (list(word) + [padded[i:i + 2] for i in range(len(padded) - 1)]
+            + [padded[i:i + 3] for i in range(len(padded) - 2)])
+
+
+@dataclass(frozen=True)
+class NgramProfile:
+    """The ``size`` most frequent n-grams (count desc, then gram), with their rank and
+    their relative frequency within their order n (so 1-, 2- and 3-grams weigh alike)."""
+
+    ranks: Mapping[str, int]
+    weights: Mapping[str, float]
+    norm: float
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int], size: int) -> NgramProfile:
+        totals = [0, 0, 0, 0]
+        for g, c in counts.items():
+            totals[len(g)] += c
+        top = sorted(counts.items(), key=lambda gc: (-gc[1], gc[0]))[:size]
+        weights = {g: c / totals[len(g)] for g, c in top}
+        return cls({g: r for r, (g, _) in enumerate(top)}, weights,
+                   math.sqrt(sum(w * w for w in weights.values())))
+
+    def cosine_distance(self, other: NgramProfile) -> float:
+        """1 - cosine similarity of the two profiles' weight vectors (1.0 if either is empty)."""
+        if not self.norm or not other.norm:
+            return 1.0
+        small, large = (self, other) if len(self.weights) <= len(other.weights) else (other, self)
+        dot = sum(w * large.weights.get(g, 0.0) for g, w in small.weights.items())
+        return min(1.0, max(0.0, 1.0 - dot / (self.norm * other.norm)))
+
+    def out_of_place(self, reference: NgramProfile) -> float:
+        """Cavnar & Trenkle's out-of-place measure from this profile to ``reference``:
+        sum over this profile's grams of |rank here - rank there|, a gram missing there
+        costing the maximum P = len(reference); divided by len(self) * P -> [0, 1]."""
+        penalty = len(reference.ranks)
+        if not self.ranks or not penalty:
+            return 1.0
+        ref = reference.ranks
+        total = sum(min(abs(r - ref[g]), penalty) if g in ref else penalty for g, r in self.ranks.items())
+        return total / (len(self.ranks) * penalty)
+
+
+# --- sentence scores -------------------------------------------------------------------------
+class SentenceScorer:
+    """Scores texts against a lexicon (lower = closer to the target language).
+
+    ``levenshtein``: each word token's normalised Levenshtein distance to its nearest
+    lexicon word, averaged over the sentence's tokens (repeats count each time).
+    ``weighting="length"`` weights each token by its length in characters, so the score
+    is the share of the sentence's letters that would have to change: one- to three-
+    letter function words, whose distances are coarse (0, 1/3, 1/2, 1) and find a near
+    neighbour in any lexicon by chance, then count less than the content words that
+    carry the lexical signal. ``"none"`` is the plain mean the paper uses.
+
+    ``ngram_cosine`` / ``ngram_out_of_place``: the sentence's character n-gram profile
+    (see ``word_ngrams``, top ``profile_size``) against the lexicon's, as cosine
+    distance or Cavnar & Trenkle out-of-place distance in [0, 1]; ``weighting`` does not
+    apply.
+
+    A text with no word scores NaN.
+    """
+
+    def __init__(self, lexicon: Lexicon, metric: str = "levenshtein", weighting: str = "none",
+                 profile_size: int = 400, max_deletes: int = 1, memo_size: int = 0):
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        self.lexicon, self.metric, self.weighting, self.profile_size = lexicon, metric, weighting, profile_size
+        if metric == "levenshtein":
+            self.index = lexicon.index(max_deletes=max_deletes, memo_size=memo_size)
+        else:
+            self.reference = lexicon.profile(profile_size)
+
+    def score(self, texts: pa.Array | Sequence[str | None]) -> np.ndarray:
+        tokens, rows = tokenize_batch(texts, self.lexicon.lowercase, self.lexicon.fold_diacritics)
+        n = len(texts)
+        if self.metric == "levenshtein":
+            return self._levenshtein(tokens, rows, n)
+        return self._ngram(tokens, rows, n)
+
+    def _levenshtein(self, tokens: pa.Array, rows: np.ndarray, n: int) -> np.ndarray:
+        dist = self.index.nearest_distance(tokens).astype(np.float64)
+        weights = (pc.utf8_length(tokens).to_numpy(zero_copy_only=False).astype(np.float64)
+                   if self.weighting == "length" else np.ones(len(dist)))
+        total = np.bincount(rows, weights * dist, minlength=n)
+        norm = np.bincount(rows, weights, minlength=n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (total / norm).astype(np.float32)  # 0/0 -> NaN: no words
+
+    def _ngram(self, tokens: pa.Array, rows: np.ndarray, n: int) -> np.ndarray:
+        out = np.full(n, np.nan, np.float32)
+        words = tokens.to_pylist()
+        grams_of: dict[str, list[str]] = {}
+        bounds = np.searchsorted(rows, np.arange(n + 1))
+        for r in np.unique(rows).tolist():
+            counts: Counter[str] = Counter()
+            for w in words[bounds[r]:bounds[r + 1]]:
+                g = grams_of.get(w)
+                if g is None:
+                    g = grams_of[w] = word_ngrams(w)
+                counts.update(g)
+            profile = NgramProfile.from_counts(counts, self.profile_size)
+            out[r] = (profile.cosine_distance(self.reference) if self.metric == "ngram_cosine"
+                      else profile.out_of_place(self.reference))
+        return out
+
+
+# --- options and decisions -------------------------------------------------------------------
+@dataclass(frozen=True)
+class LexFilterOptions:
+    lexicon: str  # Parquet written by write_lexicon; only the path travels with the pipeline
+    metric: str = "levenshtein"
+    weighting: str = "none"  # "none" | "length" (levenshtein only; see SentenceScorer)
+    threshold: float | None = None  # keep rows scoring <= threshold ...
+    keep_fraction: float | None = None  # ... or the closest fraction (two passes, approximate quantile)
+    lowercase: bool | None = None  # None: as the lexicon was built
+    fold_diacritics: bool | None = None
+    langs: Sequence[str] = ()  # ISO 639-3 codes of rows to score; others pass through. Empty: all
+    profile_size: int = 400
+    max_deletes: int = 1  # NearestWordIndex deletion neighbourhood
+    word_cache_size: int = 200_000  # per-worker memo of word distances across batches
+    num_quantiles: int = 1001  # resolution of the keep_fraction cut (epsilon ~ 1/num_quantiles)
+
+    def __post_init__(self):
+        if self.metric not in METRICS:
+            raise ValueError(f"lexfilter.metric must be one of {METRICS}, got {self.metric!r}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"lexfilter.weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if (self.threshold is None) == (self.keep_fraction is None):
+            raise ValueError("lexfilter needs exactly one of threshold or keep_fraction")
+        if self.keep_fraction is not None and not 0 < self.keep_fraction <= 1:
+            raise ValueError(f"lexfilter.keep_fraction must be in (0, 1], got {self.keep_fraction}")
+        object.__setattr__(self, "langs", tuple(str(c).strip().lower() for c in self.langs))
+
+
+class LexFilterConfigError(ValueError):
+    """A configuration problem seen only at run time (fails the run, not a row)."""
+
+
+def score_batch(batch: pa.RecordBatch, scorer: SentenceScorer, langs: Sequence[str] = ()
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, applies): float32 scores (NaN for no words and for rows not scored) and
+    which rows the filter applies to (``lang`` in ``langs``, or every row if empty)."""
+    n = batch.num_rows
+    if langs:
+        if "lang" not in batch.schema.names:
+            raise LexFilterConfigError("lexfilter.langs is set but the rows have no 'lang' column "
+                                       "(run language identification first)")
+        applies = pc.fill_null(pc.is_in(batch.column("lang"), pa.array(list(langs), pa.string())), False)
+        applies = applies.to_numpy(zero_copy_only=False)
+    else:
+        applies = np.ones(n, bool)
+    scores = np.full(n, np.nan, np.float32)
+    if applies.all():
+        scores[:] = scorer.score(batch.column("text"))
+    elif applies.any():
+        idx = np.flatnonzero(applies)
+        scores[idx] = scorer.score(batch.column("text").take(pa.array(idx)))
+    return scores, applies
+
+
+def annotate(batch: pa.RecordBatch, scores: np.ndarray, applies: np.ndarray, metric: str) -> pa.RecordBatch:
+    """``batch`` plus LEXFILTER_FIELDS (null on rows the filter does not apply to)."""
+    distance = pa.array(scores, pa.float32(), mask=~applies)
+    names = pa.array(np.where(applies, metric, None), pa.string())
+    return batch.append_column(LEXFILTER_FIELDS[0], distance).append_column(LEXFILTER_FIELDS[1], names)
+
+
+def select(scored: pa.RecordBatch, cut: float | None, metric: str, fraction: float | None = None
+           ) -> tuple[pa.RecordBatch, pa.RecordBatch | None]:
+    """Split an annotated batch: rows with lex_distance > cut are rejected as
+    ``lexically_distant``; unscored rows (null lex_distance) pass. ``cut`` None keeps all."""
+    if cut is None:
+        return scored, None
+    dist = scored.column("lex_distance")
+    far = pc.fill_null(pc.greater(dist, pa.scalar(cut, pa.float32())), False).to_numpy(zero_copy_only=False)
+    if not far.any():
+        return scored, None
+    rows = np.flatnonzero(far)
+    values = dist.to_numpy(zero_copy_only=False)
+    details = []
+    for i in rows.tolist():
+        d = {"lex_distance": round(float(values[i]), 6), "threshold": round(float(cut), 6), "metric": metric}
+        if fraction is not None:
+            d["keep_fraction"] = fraction
+        details.append(d)
+    return scored.filter(pa.array(~far)), rejected_rows(scored, rows, [LEXICALLY_DISTANT] * rows.size, details,
+                                                        STAGE)
+
+
+def score_and_annotate(batch: pa.RecordBatch, scorer: SentenceScorer, opts: LexFilterOptions
+                       ) -> tuple[pa.RecordBatch, pa.RecordBatch | None]:
+    """Pass 1: (annotated rows that have words or are not scored, rejected ``no_words`` rows)."""
+    scores, applies = score_batch(batch, scorer, opts.langs)
+    empty = applies & np.isnan(scores)
+    annotated = annotate(batch, scores, applies, opts.metric)
+    if not empty.any():
+        return annotated, None
+    rows = np.flatnonzero(empty)
+    return (annotated.filter(pa.array(~empty)),
+            rejected_rows(batch, rows, [NO_WORDS] * rows.size, [{"metric": opts.metric}] * rows.size, STAGE))
+
+
+def filter_batch(batch: pa.RecordBatch, scorer: SentenceScorer, opts: LexFilterOptions
+                 ) -> tuple[pa.RecordBatch, pa.RecordBatch | None]:
+    """Absolute threshold in one pass: (kept rows with LEXFILTER_FIELDS, rejected rows or None)."""
+    annotated, no_words = score_and_annotate(batch, scorer, opts)
+    kept, far = select(annotated, opts.threshold, opts.metric)
+    parts = [r for r in (no_words, far) if r is not None]
+    return kept, (parts[0] if len(parts) == 1 else pa.concat_batches(parts) if parts else None)
+
+
+def cut_from_quantiles(quantiles: Sequence[float], fraction: float) -> float | None:
+    """The score at ``fraction`` of the sorted scores, from evenly spaced quantiles
+    (min ... max); None when nothing was scored."""
+    if not quantiles:
+        return None
+    return float(quantiles[min(len(quantiles) - 1, round(fraction * (len(quantiles) - 1)))])
+
+
+# --- Beam ------------------------------------------------------------------------------------
+_SHARED_SCORERS = shared.Shared()
+
+
+class _Holder:
+    """shared.Shared needs a weak-referenceable object."""
+
+    def __init__(self, scorer: SentenceScorer):
+        self.scorer = scorer
+
+
+def _load_scorer(opts: LexFilterOptions) -> SentenceScorer:
+    lexicon = read_lexicon(local_copy(opts.lexicon)).normalized(opts.lowercase, opts.fold_diacritics)
+    log.info("lexfilter: loaded %d words from %s", len(lexicon), opts.lexicon)
+    return SentenceScorer(lexicon, opts.metric, opts.weighting, opts.profile_size, opts.max_deletes,
+                          opts.word_cache_size)
+
+
+class _BatchFn(beam.DoFn):
+    """Runs ``step(batch, ...)`` -> (main, rejected); a failing batch is retried row by row
+    and the rows that still fail become dead letters."""
+
+    def __init__(self, opts: LexFilterOptions):
+        self.opts = opts
+        self.scorer: SentenceScorer | None = None
+        self.counters = {name: Metrics.counter("xlcorpus.lexfilter", name) for name in
+                         ("in", KEPT, REJECTED, DEAD_LETTER)}
+
+    def setup(self):
+        o = self.opts
+        tag = orjson.dumps([o.lexicon, o.metric, o.weighting, o.lowercase, o.fold_diacritics, o.profile_size,
+                            o.max_deletes, o.word_cache_size]).decode()
+        self.scorer = _SHARED_SCORERS.acquire(lambda: _Holder(_load_scorer(o)), tag=tag).scorer
+
+    def step(self, batch, *args):
+        raise NotImplementedError
+
+    def _run(self, batch: pa.RecordBatch, *args, final: bool):
+        try:
+            main, rejected = self.step(batch, *args)
+        except LexFilterConfigError:
+            raise
+        except Exception as e:
+            log.warning("lexfilter failed on a batch of %d rows (%s); retrying row by row", batch.num_rows, e)
+            yield from self._row_by_row(batch, *args, final=final)
+            return
+        yield from self._emit(main, rejected, final)
+
+    def _row_by_row(self, batch, *args, final: bool):
+        for i in range(batch.num_rows):
+            row = batch.slice(i, 1)
+            try:
+                main, rejected = self.step(row, *args)
+            except LexFilterConfigError:
+                raise
+            except Exception as e:
+                self.counters[DEAD_LETTER].inc()
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter_rows(row, e, STAGE))
+                continue
+            yield from self._emit(main, rejected, final)
+
+    def _emit(self, main, rejected, final: bool):
+        if main.num_rows:
+            if final:
+                self.counters[KEPT].inc(main.num_rows)
+            yield main
+        if rejected is not None:
+            self.counters[REJECTED].inc(rejected.num_rows)
+            yield beam.pvalue.TaggedOutput(REJECTED, rejected)
+
+
+class _ThresholdFn(_BatchFn):
+    """One pass: score and keep rows <= threshold."""
+
+    def step(self, batch):
+        return filter_batch(batch, self.scorer, self.opts)
+
+    def process(self, batch: pa.RecordBatch):
+        self.counters["in"].inc(batch.num_rows)
+        yield from self._run(batch, final=True)
+
+
+class _ScoreFn(_BatchFn):
+    """Pass 1 of keep_fraction: annotate scores, reject texts without words."""
+
+    def step(self, batch):
+        return score_and_annotate(batch, self.scorer, self.opts)
+
+    def process(self, batch: pa.RecordBatch):
+        self.counters["in"].inc(batch.num_rows)
+        yield from self._run(batch, final=False)
+
+
+class _SelectFn(_BatchFn):
+    """Pass 2 of keep_fraction: reject rows above the cut score (a side input)."""
+
+    def setup(self):  # works on the annotated scores; needs no lexicon
+        pass
+
+    def step(self, batch, cut):
+        return select(batch, cut, self.opts.metric, self.opts.keep_fraction)
+
+    def process(self, batch: pa.RecordBatch, cut):
+        yield from self._run(batch, cut, final=True)
+
+
+def _scored_values(batch: pa.RecordBatch) -> list[float]:
+    """The scores of the rows the filter applies to (the quantile input)."""
+    return pc.drop_null(batch.column("lex_distance")).to_numpy(zero_copy_only=False).tolist()
+
+
+class LexicalFilter(beam.PTransform):
+    """PCollection[RecordBatch] -> {kept, rejected, dead_letter}.
+
+    Kept rows gain ``lex_distance`` and ``lex_metric``. With ``threshold`` one pass keeps
+    rows scoring <= threshold. With ``keep_fraction`` pass 1 scores every batch, Beam's
+    ``ApproximateQuantiles`` turns the scores into the cut score (a side input) and pass 2
+    rejects rows above it; ties at the cut are all kept. Texts without a word are rejected
+    as ``no_words`` and do not count towards the fraction. The quantile's rank error is at
+    most about N / num_quantiles and may depend on how the runner bundles the scores, so
+    byte-identical output across runners is guaranteed with ``threshold`` only.
+    Rows the filter does not apply to (``langs``) pass with null ``lex_distance``.
+    """
+
+    def __init__(self, options: LexFilterOptions):
+        super().__init__()
+        self.opts = options
+
+    def expand(self, batches):
+        o = self.opts
+        if o.threshold is not None:
+            out = batches | "LexFilter" >> beam.ParDo(_ThresholdFn(o)).with_outputs(REJECTED, DEAD_LETTER,
+                                                                                    main=KEPT)
+            return {KEPT: out[KEPT], REJECTED: out[REJECTED], DEAD_LETTER: out[DEAD_LETTER]}
+        scored = batches | "LexScore" >> beam.ParDo(_ScoreFn(o)).with_outputs(REJECTED, DEAD_LETTER, main="scored")
+        cut = (scored["scored"]
+               | "LexScores" >> beam.Map(_scored_values)
+               | "LexQuantiles" >> ApproximateQuantiles.Globally(o.num_quantiles, input_batched=True)
+               | "LexCut" >> beam.Map(cut_from_quantiles, o.keep_fraction))
+        selected = scored["scored"] | "LexSelect" >> beam.ParDo(_SelectFn(o), beam.pvalue.AsSingleton(cut)
+                                                                ).with_outputs(REJECTED, DEAD_LETTER, main=KEPT)
+        rejected = (scored[REJECTED], selected[REJECTED]) | "LexRejected" >> beam.Flatten()
+        dead = (scored[DEAD_LETTER], selected[DEAD_LETTER]) | "LexDeadLetter" >> beam.Flatten()
+        return {KEPT: selected[KEPT], REJECTED: rejected, DEAD_LETTER: dead}
+
+
+# --- language distance report ------------------------------------------------------------------
+def language_distances(target: Lexicon, sources: Mapping[str, Lexicon], top_n: int = 2000,
+                       profile_size: int = 400, max_deletes: int = 1) -> list[dict]:
+    """How far each candidate source language is from the target, closest first.
+
+    Per source: ``levenshtein`` = mean normalised Levenshtein distance of its ``top_n``
+    most frequent words to their nearest target word, weighted by the source counts (so
+    it estimates the distance of a running source token); ``ngram_cosine`` and
+    ``ngram_out_of_place`` compare the n-gram profile of those words with the target's.
+    Sources are normalised like the target lexicon.
+    """
+    index = target.index(max_deletes=max_deletes)
+    reference = target.profile(profile_size)
+    rows = []
+    for lang, source in sources.items():
+        top = source.normalized(target.lowercase, target.fold_diacritics).top(top_n)
+        if not len(top):
+            rows.append({"lang": lang, "words": 0, "levenshtein": float("nan"), "ngram_cosine": float("nan"),
+                         "ngram_out_of_place": float("nan")})
+            continue
+        dist = index.nearest_distance(top.words).astype(np.float64)
+        weights = top.counts.astype(np.float64)
+        lev = float((dist * weights).sum() / weights.sum()) if weights.sum() > 0 else float(dist.mean())
+        profile = top.profile(profile_size)
+        rows.append({"lang": lang, "words": len(top), "levenshtein": lev,
+                     "ngram_cosine": profile.cosine_distance(reference),
+                     "ngram_out_of_place": profile.out_of_place(reference)})
+    return sorted(rows, key=lambda r: (math.isnan(r["levenshtein"]), r["levenshtein"], r["lang"]))
+
+
+def format_distance_report(rows: Sequence[Mapping]) -> str:
+    """A plain-text table of ``language_distances`` rows."""
+    header = ("rank", "lang", "levenshtein", "ngram_cosine", "ngram_out_of_place", "words")
+    body = [(str(i), str(r["lang"]), f"{r['levenshtein']:.4f}", f"{r['ngram_cosine']:.4f}",
+             f"{r['ngram_out_of_place']:.4f}", str(r["words"])) for i, r in enumerate(rows, 1)]
+    widths = [max(len(h), *(len(b[c]) for b in body)) if body else len(h) for c, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) if c < 2 else h.rjust(w) for c, (h, w) in enumerate(zip(header, widths)))]
+    lines += ["  ".join(v.ljust(w) if c < 2 else v.rjust(w) for c, (v, w) in enumerate(zip(b, widths)))
+              for b in body]
+    return "\n".join(lines)
