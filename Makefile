@@ -15,7 +15,7 @@ AIRFLOW_STAMP := $(AIRFLOW_VENV)/.airflow-installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dataflow]'
 	$(BIN)/xlcorpus models fetch
 	touch $(STAMP)
 

@@ -142,6 +142,10 @@ def _run(args, beam_args: list[str]) -> int:
         config.output.overwrite = True
     with console.status(f"running {config.name} on Beam ({len(config.input.paths)} input pattern(s))..."):
         report = run_corpus(config, beam_args)
+    if report.get("dry_run"):
+        console.print(f"dry run on {report['runner']}: {len(report['transforms'])} transforms built, nothing "
+                      f"submitted" + (f"; job spec: {report['job_file']}" if report["job_file"] else ""))
+        return 0
     _summary(report, config.output.path)
     return 0
 

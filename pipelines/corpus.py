@@ -18,7 +18,7 @@ from importlib.metadata import version
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, StandardOptions, TestOptions
 
 from xlcorpus.pipelines.config import JobConfig
 from xlcorpus.schemas import DEAD_LETTER_SCHEMA, REJECTED_SCHEMA, dataset_schema, output_features
@@ -118,9 +118,15 @@ def run_corpus(config: JobConfig, beam_args: list[str] | None = None) -> dict:
     if not config.input.paths:
         raise ValueError("no input: set input.paths or pass --input GLOB")
     out = out if "://" in out else os.path.abspath(out)
-    if dataset_sink.output_exists(out) and not config.output.overwrite:
+    options = PipelineOptions(beam_args or [])
+    if options.view_as(StandardOptions).runner is None:
+        options.view_as(StandardOptions).runner = "DirectRunner"
+    # --dry_run builds and validates the job for its runner without running it (and
+    # without touching the input or output storage): e.g. a Dataflow job spec, offline.
+    dry_run = bool(options.view_as(TestOptions).dry_run)
+    if not dry_run and dataset_sink.output_exists(out) and not config.output.overwrite:
         raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
-    paths = readers.expand_inputs(config.input.paths)
+    paths = list(config.input.paths) if dry_run else readers.expand_inputs(config.input.paths)
     model_path = None
     if config.langid.enabled:
         model_path = str(config.langid.model or default_model_path())
@@ -128,15 +134,15 @@ def run_corpus(config: JobConfig, beam_args: list[str] | None = None) -> dict:
             raise FileNotFoundError(f"langid.model: {model_path} does not exist")
 
     tmp_dir = f"{out}.tmp-{uuid.uuid4().hex[:8]}"
-    options = PipelineOptions(beam_args or [])
-    if options.view_as(StandardOptions).runner is None:
-        options.view_as(StandardOptions).runner = "DirectRunner"
     started = time.time()
     log.info("reading %d file(s) into %s", len(paths), out)
     p = beam.Pipeline(options=options)
     build_pipeline(p, config, paths, tmp_dir, model_path)
-    p.run().wait_until_finish()
+    result = p.run()
+    result.wait_until_finish()
     finished = time.time()
+    if dry_run:
+        return _dry_run_report(p, result, options)
 
     manifest_path = FileSystems.join(tmp_dir, "_manifest.json")
     manifest = json.loads(dataset_sink.read_text(manifest_path))
@@ -219,3 +225,22 @@ def language_distance_report(config: JobConfig) -> list[dict]:
     target = lexfilter.read_lexicon(local_copy(xc.lexicon))
     sources = {lang: lexfilter.read_lexicon(local_copy(path)) for lang, path in xc.compare.items()}
     return lexfilter.language_distances(target, sources)
+
+
+def _dry_run_report(p: beam.Pipeline, result, options: PipelineOptions) -> dict:
+    """What a dry run built: the runner's job (Dataflow: its job request) and the
+    portable pipeline proto, written to --dataflow_job_file when given."""
+    from google.protobuf.json_format import MessageToDict
+
+    job = getattr(result, "job", None)
+    proto = getattr(job, "proto_pipeline", None) or p.to_runner_api()
+    spec = {"runner": options.view_as(StandardOptions).runner,
+            "options": options.get_all_options(drop_default=True),
+            "job": json.loads(job.json()) if job is not None else None,
+            "pipeline": MessageToDict(proto)}
+    target = options.view_as(DebugOptions).dataflow_job_file
+    if target:
+        dataset_sink.write_text(target, json.dumps(spec, indent=2, default=str))
+    transforms = spec["pipeline"].get("components", {}).get("transforms", {})
+    return {"dry_run": True, "runner": spec["runner"], "job_file": target,
+            "transforms": sorted(t.get("uniqueName", "") for t in transforms.values())}
