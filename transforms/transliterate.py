@@ -158,43 +158,52 @@ class Transliterator:
         return labels
 
     def _compose(self, toks, labels: dict[int, str], policy: Policy, romanized) -> Transliterated:
+        actions = [policy.action_for(labels[k]) if k in labels else "keep" for k in range(len(toks))]
+        words = [{"start": toks[k].start, "end": toks[k].end, "origin": labels[k], "action": actions[k]}
+                 for k in sorted(labels)]
+        text = "".join(t.text for t in toks)
+        word_actions = {actions[k] for k in labels}
+        if word_actions <= {"keep"}:  # nothing to rewrite: one identity row
+            return Transliterated(text, words, np.array([[0, len(text), 0, len(text)]], np.int32).reshape(-1, 4)
+                                  if text else np.zeros((0, 4), np.int32))
+        if word_actions == {"romanize"} and romanized is not None:
+            return Transliterated(romanized[0], words, romanized[1])  # every word romanized: uroman's line
         pieces: list[str] = []
-        rows: list[np.ndarray] = []
-        words: list[dict] = []
+        rows: list[tuple[int, int, int, int]] = []
+        edges = romanized[1].tolist() if romanized is not None else []
+        e = 0  # walks the line's romanization edges alongside the tokens
         pos = 0
-        for k, tok in enumerate(toks):
-            action = policy.action_for(labels[k]) if k in labels else "keep"
-            if action == "keep":
-                out, offs = tok.text, np.array([[0, len(tok.text), 0, len(tok.text)]], np.int32)
+        for tok, action in zip(toks, actions):
+            if action == "romanize":
+                while e < len(edges) and edges[e][0] < tok.start:
+                    e += 1
+                out, offs = self._romanized_token(tok, romanized, edges, e)
+            elif action == "keep":
+                out, offs = tok.text, [(0, len(tok.text), 0, len(tok.text))]
             elif action == "fold_diacritics":
                 out = fold_diacritics(tok.text)
-                offs = np.array([[0, len(tok.text), 0, len(out)]], np.int32)
-            elif action == "romanize":
-                out, offs = self._romanized_token(tok, romanized)
+                offs = [(0, len(tok.text), 0, len(out))]
             else:
-                out, offs = load_table(action.split(":", 1)[1]).transliterate(tok.text)
-            if k in labels:
-                words.append({"start": tok.start, "end": tok.end, "origin": labels[k], "action": action})
-            if len(offs):
-                rows.append(offs + np.array([tok.start, tok.start, pos, pos], np.int32))
+                out, table_offs = load_table(action.split(":", 1)[1]).transliterate(tok.text)
+                offs = table_offs.tolist()
+            rows.extend((s0 + tok.start, s1 + tok.start, o0 + pos, o1 + pos) for s0, s1, o0, o1 in offs)
             pieces.append(out)
             pos += len(out)
-        offsets = np.concatenate(rows) if rows else np.zeros((0, 4), np.int32)
-        return Transliterated("".join(pieces), words, offsets)
+        return Transliterated("".join(pieces), words, np.array(rows, np.int32).reshape(-1, 4))
 
-    def _romanized_token(self, tok, romanized) -> tuple[str, np.ndarray]:
-        """The token's part of the whole-line romanization (whole line wins), or the
-        token romanized alone when uroman's edges cross the token's boundaries."""
-        if romanized is not None:
-            line_text, line_offs = romanized
-            inside = (line_offs[:, 0] >= tok.start) & (line_offs[:, 1] <= tok.end)
-            sel = line_offs[inside]
-            if len(sel) and sel[0, 0] == tok.start and sel[-1, 1] == tok.end and \
-                    np.array_equal(sel[1:, 0], sel[:-1, 1]):
-                o_s, o_e = int(sel[0, 2]), int(sel[-1, 3])
-                return line_text[o_s:o_e], sel - np.array([tok.start, tok.start, o_s, o_s], np.int32)
+    def _romanized_token(self, tok, romanized, edges: list, e: int) -> tuple[str, list]:
+        """The token's part of the whole-line romanization (whole line wins): the edges
+        from ``e`` that exactly tile the token; else the token romanized alone."""
+        if romanized is not None and e < len(edges) and edges[e][0] == tok.start:
+            f = e
+            while f < len(edges) and edges[f][1] <= tok.end and (f == e or edges[f][0] == edges[f - 1][1]):
+                f += 1
+            if f > e and edges[f - 1][1] == tok.end:
+                o_s, o_e = edges[e][2], edges[f - 1][3]
+                return romanized[0][o_s:o_e], [(a - tok.start, b - tok.start, c - o_s, d - o_s)
+                                               for a, b, c, d in edges[e:f]]
         texts, offsets = self.romanizer.romanize_batch([tok.text])
-        return texts[0], offsets[0]
+        return texts[0], offsets[0].tolist()
 
 
 # --- Arrow -------------------------------------------------------------------------------
