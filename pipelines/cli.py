@@ -5,6 +5,7 @@
     xlcorpus inspect DIR
     xlcorpus lexicon build --input GLOB --lang L --out FILE
     xlcorpus lexicon distance --target FILE LANG=FILE ...
+    xlcorpus etymology train|evaluate --data FILE --label-column COL ...
     xlcorpus models fetch
 
 Arguments the command does not know are Beam pipeline options and pass through
@@ -68,12 +69,18 @@ def _parser() -> argparse.ArgumentParser:
     dist.add_argument("sources", nargs="+", metavar="LANG=LEXICON", help="candidate source lexicons")
     dist.add_argument("--out", help="also write the table as JSON")
     dist.add_argument("--top-n", type=int, default=2000, help="most frequent source words compared")
+    sub.add_parser("etymology", add_help=False, help="per-word origin classifier: train | evaluate (see --help)")
     models = sub.add_parser("models", help="manage the bundled default models")
     models.add_argument("action", choices=["fetch"], help="fetch: put lid.176.ftz in the cache (idempotent)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["etymology"]:  # its own argument parser, in the classifier's module
+        from xlcorpus.transforms.etymology import cli as etymology_cli
+
+        return etymology_cli(argv[1:])
     args, beam_args = _parser().parse_known_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=console, show_path=False)])

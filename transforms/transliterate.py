@@ -32,6 +32,7 @@ from apache_beam.utils import shared
 
 from xlcorpus.schemas import SPAN, TRANSLIT_FIELDS, TRANSLIT_OFFSET, TRANSLIT_TOKEN
 from xlcorpus.transforms.accounting import dead_letter_rows, rejected_rows
+from xlcorpus.transforms.model_cache import local_copy
 from xlcorpus.transforms.romanize import Romanizer, map_span  # noqa: F401 - map_span is part of this API
 from xlcorpus.transforms.rule_tables import load_table
 from xlcorpus.transforms.scripts import majority_scripts
@@ -85,6 +86,15 @@ def load_policy(name_or_path: str) -> Policy:
                   model=data.get("model"))
 
 
+def origin_model_path(name_or_path: str) -> str:
+    """A shipped origin classifier by name (``mlt-etymology``) or a model folder (local or
+    on shared storage, copied to the local cache)."""
+    shipped = Path(str(files("xlcorpus.transforms") / "models" / name_or_path))
+    if "/" not in name_or_path and shipped.is_dir():
+        return str(shipped)
+    return local_copy(name_or_path)
+
+
 def fold_diacritics(word: str) -> str:
     """Drop combining marks (é -> e, ħ stays: it is a letter, not e + mark)."""
     return unicodedata.normalize("NFC", "".join(c for c in unicodedata.normalize("NFD", word)
@@ -112,9 +122,9 @@ class Transliterator:
 
     def classifier(self, model: str):
         if model not in self._classifiers:
-            from xlcorpus.transforms.etymology import load_origin_classifier
+            from xlcorpus.transforms.etymology import OriginClassifier
 
-            self._classifiers[model] = load_origin_classifier(model)
+            self._classifiers[model] = OriginClassifier.load(origin_model_path(model))
         return self._classifiers[model]
 
     @property
@@ -153,7 +163,8 @@ class Transliterator:
             if p.labeler == "etymology":
                 by_model.setdefault(p.model, []).extend((row, k, toks[k].text) for k in widx)
         for model, items in by_model.items():
-            predicted = self.classifier(model).predict([w for _, _, w in items])
+            # the classifier uses sentence context (neighbouring words): one sentence per row
+            predicted = self.classifier(model).predict([w for _, _, w in items], [row for row, _, _ in items])
             labels.update({(row, k): label for (row, k, _), label in zip(items, predicted)})
         return labels
 
