@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from xlcorpus.schemas import DEAD_LETTER_SCHEMA, DOCUMENT_SCHEMA
 from xlcorpus.transforms.readers import (
-    DEAD_LETTER, DOCS, FileResult, ReaderOptions, detect_format, read_file, stable_id,
+    DOCS, FileResult, ReaderOptions, detect_format, read_file, stable_id,
 )
 
 

@@ -17,17 +17,15 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
 from xlcorpus.schemas import LANG_CANDIDATE, LANGID_FIELDS
-from xlcorpus.transforms.accounting import dead_letter_rows, rejected_rows
+from xlcorpus.transforms.accounting import DEAD_LETTER, KEPT, REJECTED, BatchStageFn, rejected_rows
 from xlcorpus.transforms.model_cache import local_copy
 from xlcorpus.transforms.scripts import NEUTRAL_SCRIPTS, majority_scripts
 
 log = logging.getLogger(__name__)
 STAGE = "langid"
-KEPT, REJECTED, DEAD_LETTER = "kept", "rejected", "dead_letter"
 NO_LANGUAGE = "zxx"  # ISO 639: no linguistic content
 
 # --- label normalisation --------------------------------------------------------
@@ -278,47 +276,22 @@ def annotate(batch: pa.RecordBatch, model: FastTextModel, opts: LangIdOptions
 _SHARED_MODELS = shared.Shared()
 
 
-class _LangIdFn(beam.DoFn):
+class _LangIdFn(BatchStageFn):
+    stage = STAGE
+
     def __init__(self, opts: LangIdOptions, model_path: str):
+        super().__init__()
         self.opts, self.model_path = opts.normalized(), model_path
         self.model: FastTextModel | None = None
-        self.counters = {name: Metrics.counter("xlcorpus.langid", name) for name in
-                         ("in", KEPT, REJECTED, DEAD_LETTER)}
 
     def setup(self):
-        # One model per worker process, shared by all DoFn instances (threads) in it.
+        # One model per worker process, shared by all DoFn instances (threads) in it;
         # gs:// / s3:// / hdfs:// models are copied to a local cache first.
         self.model = _SHARED_MODELS.acquire(lambda: _Holder(FastTextModel(local_copy(self.model_path))),
                                             tag=self.model_path).model
 
-    def process(self, batch: pa.RecordBatch):
-        self.counters["in"].inc(batch.num_rows)
-        try:
-            kept, rejected = annotate(batch, self.model, self.opts)
-        except Exception as e:  # a model failure: retry rows one by one to isolate the bad ones
-            log.warning("langid failed on a batch of %d rows (%s); retrying row by row", batch.num_rows, e)
-            yield from self._row_by_row(batch)
-            return
-        yield from self._emit(kept, rejected)
-
-    def _row_by_row(self, batch: pa.RecordBatch):
-        for i in range(batch.num_rows):
-            row = batch.slice(i, 1)
-            try:
-                kept, rejected = annotate(row, self.model, self.opts)
-            except Exception as e:
-                self.counters[DEAD_LETTER].inc()
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter_rows(row, e, STAGE))
-                continue
-            yield from self._emit(kept, rejected)
-
-    def _emit(self, kept, rejected):
-        if kept.num_rows:
-            self.counters[KEPT].inc(kept.num_rows)
-            yield kept
-        if rejected is not None:
-            self.counters[REJECTED].inc(rejected.num_rows)
-            yield beam.pvalue.TaggedOutput(REJECTED, rejected)
+    def step(self, batch: pa.RecordBatch):
+        return annotate(batch, self.model, self.opts)
 
 
 class _Holder:

@@ -35,19 +35,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import regex
-from apache_beam.metrics import Metrics
 from apache_beam.transforms.stats import ApproximateQuantiles
 from apache_beam.utils import shared
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
 from xlcorpus.schemas import LEXFILTER_FIELDS
-from xlcorpus.transforms.accounting import dead_letter_rows, rejected_rows
+from xlcorpus.transforms.accounting import DEAD_LETTER, KEPT, REJECTED, BatchStageFn, rejected_rows
 from xlcorpus.transforms.model_cache import local_copy
 
 log = logging.getLogger(__name__)
 STAGE = "lexfilter"
-KEPT, REJECTED, DEAD_LETTER = "kept", "rejected", "dead_letter"
 NO_WORDS, LEXICALLY_DISTANT = "no_words", "lexically_distant"
 
 # Columns this stage adds to kept rows (to move into schemas/ with the stage's metadata).
@@ -699,57 +697,23 @@ def _load_scorer(opts: LexFilterOptions) -> SentenceScorer:
                           opts.word_cache_size)
 
 
-class _BatchFn(beam.DoFn):
-    """Runs ``step(batch, ...)`` -> (main, rejected); a failing batch is retried row by row
-    and the rows that still fail become dead letters."""
+class _BatchFn(BatchStageFn):
+    """The lexicon's scorer, loaded once per worker, for the passes below."""
+
+    stage = STAGE
+    dead_reason = "lexfilter_error"
+    fatal = (LexFilterConfigError,)
 
     def __init__(self, opts: LexFilterOptions):
+        super().__init__()
         self.opts = opts
         self.scorer: SentenceScorer | None = None
-        self.counters = {name: Metrics.counter("xlcorpus.lexfilter", name) for name in
-                         ("in", KEPT, REJECTED, DEAD_LETTER)}
 
     def setup(self):
         o = self.opts
         tag = orjson.dumps([o.lexicon, o.metric, o.weighting, o.lowercase, o.fold_diacritics, o.profile_size,
                             o.max_deletes, o.word_cache_size]).decode()
         self.scorer = _SHARED_SCORERS.acquire(lambda: _Holder(_load_scorer(o)), tag=tag).scorer
-
-    def step(self, batch, *args):
-        raise NotImplementedError
-
-    def _run(self, batch: pa.RecordBatch, *args, final: bool):
-        try:
-            main, rejected = self.step(batch, *args)
-        except LexFilterConfigError:
-            raise
-        except Exception as e:
-            log.warning("lexfilter failed on a batch of %d rows (%s); retrying row by row", batch.num_rows, e)
-            yield from self._row_by_row(batch, *args, final=final)
-            return
-        yield from self._emit(main, rejected, final)
-
-    def _row_by_row(self, batch, *args, final: bool):
-        for i in range(batch.num_rows):
-            row = batch.slice(i, 1)
-            try:
-                main, rejected = self.step(row, *args)
-            except LexFilterConfigError:
-                raise
-            except Exception as e:
-                self.counters[DEAD_LETTER].inc()
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter_rows(row, e, STAGE))
-                continue
-            yield from self._emit(main, rejected, final)
-
-    def _emit(self, main, rejected, final: bool):
-        if main.num_rows:
-            if final:
-                self.counters[KEPT].inc(main.num_rows)
-            yield main
-        if rejected is not None:
-            self.counters[REJECTED].inc(rejected.num_rows)
-            yield beam.pvalue.TaggedOutput(REJECTED, rejected)
 
 
 class _ThresholdFn(_BatchFn):
@@ -758,33 +722,26 @@ class _ThresholdFn(_BatchFn):
     def step(self, batch):
         return filter_batch(batch, self.scorer, self.opts)
 
-    def process(self, batch: pa.RecordBatch):
-        self.counters["in"].inc(batch.num_rows)
-        yield from self._run(batch, final=True)
-
 
 class _ScoreFn(_BatchFn):
     """Pass 1 of keep_fraction: annotate scores, reject texts without words."""
 
+    count_kept = False
+
     def step(self, batch):
         return score_and_annotate(batch, self.scorer, self.opts)
-
-    def process(self, batch: pa.RecordBatch):
-        self.counters["in"].inc(batch.num_rows)
-        yield from self._run(batch, final=False)
 
 
 class _SelectFn(_BatchFn):
     """Pass 2 of keep_fraction: reject rows above the cut score (a side input)."""
+
+    count_in = False
 
     def setup(self):  # works on the annotated scores; needs no lexicon
         pass
 
     def step(self, batch, cut):
         return select(batch, cut, self.opts.metric, self.opts.keep_fraction)
-
-    def process(self, batch: pa.RecordBatch, cut):
-        yield from self._run(batch, cut, final=True)
 
 
 def _scored_values(batch: pa.RecordBatch) -> list[float]:

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from importlib.resources import files
-from pathlib import Path
 
 import numpy as np
 import yaml
+
+from xlcorpus.transforms.resources import shipped_names, shipped_or_path
 
 CONTEXTS = ("initial", "final", "medial", "any")
 
@@ -80,17 +80,13 @@ class RuleTable:
 
 
 def shipped_tables() -> list[str]:
-    return sorted(p.name.removesuffix(".yaml") for p in Path(str(files("xlcorpus.transforms") / "tables")).glob("*.yaml"))
+    return shipped_names("tables")
 
 
 @functools.cache
 def load_table(name_or_path: str) -> RuleTable:
     """A shipped table by name (e.g. ``mlt-Arab``) or a YAML file path."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = Path(str(files("xlcorpus.transforms") / "tables" / f"{name_or_path}.yaml"))
-        if not path.exists():
-            raise FileNotFoundError(f"no shipped rule table {name_or_path!r}; shipped: {shipped_tables()}")
+    path = shipped_or_path("tables", name_or_path)
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a rule table is a YAML mapping")

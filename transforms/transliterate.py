@@ -20,19 +20,17 @@ import logging
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib.resources import files
-from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import yaml
-from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
 from xlcorpus.schemas import SPAN, TRANSLIT_FIELDS, TRANSLIT_OFFSET, TRANSLIT_TOKEN
-from xlcorpus.transforms.accounting import dead_letter_rows, rejected_rows
+from xlcorpus.transforms.accounting import DEAD_LETTER, KEPT, REJECTED, BatchStageFn, rejected_rows
 from xlcorpus.transforms.model_cache import local_copy
+from xlcorpus.transforms.resources import shipped_dir, shipped_names, shipped_or_path
 from xlcorpus.transforms.romanize import Romanizer, map_span  # noqa: F401 - map_span is part of this API
 from xlcorpus.transforms.rule_tables import load_table
 from xlcorpus.transforms.scripts import majority_scripts
@@ -40,7 +38,6 @@ from xlcorpus.transforms.tokens import tokenize
 
 log = logging.getLogger(__name__)
 STAGE = "transliterate"
-KEPT, REJECTED, DEAD_LETTER = "kept", "rejected", "dead_letter"
 ACTIONS = ("keep", "romanize", "fold_diacritics")
 ANY_LANGUAGE = "*"
 
@@ -69,17 +66,13 @@ class Policy:
 
 
 def shipped_policies() -> list[str]:
-    return sorted(p.stem for p in Path(str(files("xlcorpus.transforms") / "policies")).glob("*.yaml"))
+    return shipped_names("policies")
 
 
 @functools.cache
 def load_policy(name_or_path: str) -> Policy:
     """A shipped policy by name (``maltese-arabic``, ``romanize-non-latin``) or a YAML path."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = Path(str(files("xlcorpus.transforms") / "policies" / f"{name_or_path}.yaml"))
-        if not path.exists():
-            raise FileNotFoundError(f"no shipped policy {name_or_path!r}; shipped: {shipped_policies()}")
+    path = shipped_or_path("policies", name_or_path)
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     return Policy(name=data.get("name", path.stem), labeler=data.get("labeler", "script"),
                   actions=dict(data.get("actions") or {}), default=data.get("default", "keep"),
@@ -89,7 +82,7 @@ def load_policy(name_or_path: str) -> Policy:
 def origin_model_path(name_or_path: str) -> str:
     """A shipped origin classifier by name (``mlt-etymology``) or a model folder (local or
     on shared storage, copied to the local cache)."""
-    shipped = Path(str(files("xlcorpus.transforms") / "models" / name_or_path))
+    shipped = shipped_dir("models") / name_or_path
     if "/" not in name_or_path and shipped.is_dir():
         return str(shipped)
     return local_copy(name_or_path)
@@ -276,36 +269,20 @@ class _Holder:
         self.tr = tr
 
 
-class _TransliterateFn(beam.DoFn):
+class _TransliterateFn(BatchStageFn):
+    stage = STAGE
+    dead_reason = "transliteration_error"
+
     def __init__(self, opts: TransliterateOptions):
+        super().__init__()
         self.opts = opts
-        self.counters = {n: Metrics.counter("xlcorpus.transliterate", n) for n in ("in", KEPT, REJECTED, DEAD_LETTER)}
 
     def setup(self):
         key = repr(sorted(self.opts.policies.items()))
         self.tr = _SHARED.acquire(lambda: _Holder(Transliterator(self.opts.policies)), tag=key).tr
 
-    def process(self, batch: pa.RecordBatch):
-        self.counters["in"].inc(batch.num_rows)
-        try:
-            results = [annotate(batch, self.tr, self.opts)]
-        except Exception as e:
-            log.warning("transliteration failed on a batch of %d rows (%s); retrying row by row", batch.num_rows, e)
-            results = []
-            for i in range(batch.num_rows):
-                row = batch.slice(i, 1)
-                try:
-                    results.append(annotate(row, self.tr, self.opts))
-                except Exception as err:
-                    self.counters[DEAD_LETTER].inc()
-                    yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter_rows(row, err, STAGE, "transliteration_error"))
-        for kept, rejected in results:
-            if kept.num_rows:
-                self.counters[KEPT].inc(kept.num_rows)
-                yield kept
-            if rejected is not None:
-                self.counters[REJECTED].inc(rejected.num_rows)
-                yield beam.pvalue.TaggedOutput(REJECTED, rejected)
+    def step(self, batch: pa.RecordBatch):
+        return annotate(batch, self.tr, self.opts)
 
 
 class Transliterate(beam.PTransform):
