@@ -67,7 +67,7 @@ def test_demo_report_balances_and_matches_rejected_and_dead_letter(demo_run):
     assert dead.features == output_features(DEAD_LETTER_SCHEMA)
     assert len(rejected) == acct["rejected"] and len(dead) == acct["dead_letter"]
     stages = report["stages"]
-    assert [s["stage"] for s in stages] == ["read", "langid", "lexfilter"]
+    assert [s["stage"] for s in stages] == ["read", "langid", "lexfilter", "transliterate"]
     assert stages[0]["in"] == acct["in"] and stages[-1]["kept"] == acct["kept"]
     assert all(b["in"] == a["kept"] for a, b in zip(stages, stages[1:]))
     assert Counter(zip(rejected["stage"], rejected["reason"])) == Counter(
@@ -80,6 +80,20 @@ def test_demo_report_balances_and_matches_rejected_and_dead_letter(demo_run):
     assert all(line is not None and line > 0 for line in dead["line"])
     assert "empty_text" in rejected["reason"]
     assert report["models"]["langid"]["bundled"] is True
+
+
+def test_demo_transliterates_maltese_and_romanizes_other_scripts(demo_run):
+    out, _ = demo_run
+    rows = [r for d in datasets.load_from_disk(str(out)).values() for r in d]
+    maltese = [r for r in rows if r["lang"] == "mlt"]
+    assert maltese and all(r["translit_policy"] == "maltese-arabic" for r in maltese)
+    assert all(any("\u0600" <= c <= "\u06ff" for c in r["translit_text"]) for r in maltese)  # Arabic script
+    origins = {w["origin"] for r in maltese for w in r["translit_tokens"]}
+    assert {"Arabic", "Non-Arabic"} <= origins
+    russian = [r for r in rows if r["lang"] == "rus"]
+    assert russian and all(r["translit_text"].isascii() for r in russian)
+    english = [r for r in rows if r["lang"] == "eng"]
+    assert all(r["translit_text"] == r["text"] for r in english)  # Latin script is kept
 
 
 def test_rows_are_unique_across_splits(demo_run):

@@ -36,7 +36,7 @@ def test_tokens_reconstruct_any_text(text):
 @pytest.mark.parametrize("word, arabic", [
     ("kelb", "كلب"), ("qalb", "قلب"), ("Qalb", "قلب"), ("ħobż", "حبز"), ("xemx", "شمش"), ("ktieb", "كتيب"),
     ("għarus", "عرس"), ("ħames", "حمس"), ("ismu", "إسمو"), ("ta'", "تع"), ("aħwa", "أحوا"), ("Ġunju", "جنيو"),
-    ("dolla", "دلا"), ("il-", "ال"), ("L-", "ال"), ("ix-", "ال"), ("iż-", "ال"), ("bil-", "بال"),
+    ("dolla", "دلا"), ("il-", "ال"), ("L-", "ال"), ("ix-", "ال"), ("iż-", "ال"), ("t-", "ال"), ("bil-", "بال"),
     ("mill-", "من ال"), ("għall-", "عال"),
 ])
 def test_maltese_arabic_table(word, arabic):
