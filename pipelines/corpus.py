@@ -1,4 +1,5 @@
-"""The corpus job: read -> language ID -> Hugging Face dataset, with its run report.
+"""The corpus job: read -> language ID -> lexical filter -> transliteration -> Hugging
+Face dataset, with its run report (stages after the reader are switched on in config).
 
 A readable list of steps; each stage lives in its own module under transforms/.
 Every row leaves through exactly one door: the dataset, ``_rejected/`` or
@@ -23,8 +24,7 @@ from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, 
 from xlcorpus.pipelines.config import JobConfig
 from xlcorpus.schemas import DEAD_LETTER_SCHEMA, REJECTED_SCHEMA, dataset_schema, output_features
 from xlcorpus.transforms import dataset_sink, langid, lexfilter, readers, transliterate
-
-KEPT, REJECTED, DEAD_LETTER = "kept", "rejected", "dead_letter"  # every stage's output tags
+from xlcorpus.transforms.accounting import DEAD_LETTER, KEPT, REJECTED
 from xlcorpus.transforms.lid_model import SHA256, default_model_path, sha256_of
 from xlcorpus.transforms.model_cache import local_copy
 
@@ -102,6 +102,11 @@ def build_pipeline(p: beam.Pipeline, config: JobConfig, paths: list[str], tmp_di
         "input_stats": read[readers.FILE_STATS],
     }
     return outputs | "WriteDataset" >> dataset_sink.WriteDataset(tmp_dir, specs, features)
+
+
+def _identity(path: str) -> dict:
+    """Which model file a run used: its path and, when local, its SHA-256."""
+    return {"path": path} | ({} if "://" in path else {"sha256": sha256_of(path)})
 
 
 def _merged(p: beam.Pipeline, label: str, pcolls: list):
@@ -189,12 +194,12 @@ def build_report(manifest: dict, config: JobConfig, started: float, finished: fl
     seconds = max(finished - started, 1e-9)
     models = {}
     if model_path:
-        models["langid"] = {"path": model_path, "sha256": sha256_of(model_path)}
-        models["langid"]["bundled"] = models["langid"]["sha256"] == SHA256
+        models["langid"] = _identity(model_path)
+        models["langid"]["bundled"] = models["langid"].get("sha256") == SHA256
     if config.lexfilter.enabled:
-        models["lexfilter"] = {"lexicon": config.lexfilter.lexicon}
-        if "://" not in config.lexfilter.lexicon:
-            models["lexfilter"]["sha256"] = sha256_of(config.lexfilter.lexicon)
+        models["lexfilter"] = _identity(config.lexfilter.lexicon)
+    if config.transliterate.enabled:
+        models["transliterate"] = {"policies": config.transliterate.policies, "uroman": version("uroman")}
     return {
         "name": config.name,
         "xlcorpus_version": version("xlcorpus"),
