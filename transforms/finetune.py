@@ -1,0 +1,386 @@
+"""Fine-tuning datasets: tokenizer, NER label alignment, packing, language mixing.
+
+Pure core, no Beam: every function takes texts, token ids or counts and returns
+plain columns, so the Beam transform around it stays thin and the tests and the
+benchmark call exactly what a worker runs. SentencePiece is called once per batch
+(``sp.encode(list_of_str)``), never once per row, for the same reason the other
+stages batch their model calls.
+
+Choices made here, in one place:
+- a *word* is a whitespace-separated token (``str.split()``); fertility is pieces
+  per such word, which is what matters to a model that sees the text;
+- NER windows break at word boundaries, so a word's pieces stay together unless
+  one word alone is longer than a window; each word is labelled in exactly one
+  window (see ``align_ner``);
+- packing never mixes languages (``pack_by_language``) and pads only the last
+  sequence of a language;
+- which rows a language contributes is decided by a seeded hash of the row id, so
+  any worker can decide for its own rows and the choice does not depend on order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import random
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+IGNORE_INDEX = -100  # the label PyTorch's cross-entropy skips
+
+
+# --- tokenizer ---------------------------------------------------------------------
+
+def _reservoir(texts: Iterable[str], k: int, seed: int) -> list[str]:
+    """At most ``k`` non-empty lines, a uniform sample when there are more, kept in input order.
+
+    Sampling here (rather than SentencePiece's own ``input_sentence_size``) makes the
+    sample depend only on ``seed`` and lets the corpus be a stream of any length.
+    """
+    rng = random.Random(seed)
+    kept: list[tuple[int, str]] = []
+    n = 0
+    for text in texts:
+        line = text.strip() if text else ""
+        if not line:
+            continue
+        if n < k:
+            kept.append((n, line))
+        else:
+            j = rng.randrange(n + 1)
+            if j < k:
+                kept[j] = (n, line)
+        n += 1
+    kept.sort()
+    return [line for _, line in kept]
+
+
+def train_tokenizer(texts: Iterable[str], out_prefix: str, vocab_size: int = 8000, model_type: str = "unigram",
+                    character_coverage: float = 0.9995, sample_lines: int = 1_000_000, seed: int = 0,
+                    hard_vocab_limit: bool = True, **extra) -> str:
+    """Train a SentencePiece model on ``texts``; returns the ``.model`` path.
+
+    Deterministic for the same texts and arguments: lines are reservoir-sampled
+    with a seeded RNG, SentencePiece's own sampling and shuffling are off, and it
+    trains on one thread. ``extra`` passes further trainer options through (e.g.
+    ``user_defined_symbols``). Too large a ``vocab_size`` for the corpus raises
+    ValueError, unless ``hard_vocab_limit=False`` lets SentencePiece stop short.
+    """
+    import sentencepiece as spm
+
+    if sample_lines <= 0:
+        raise ValueError(f"sample_lines must be positive, got {sample_lines}")
+    lines = _reservoir(texts, sample_lines, seed)
+    if not lines:
+        raise ValueError("train_tokenizer got no non-empty lines")
+    Path(out_prefix).parent.mkdir(parents=True, exist_ok=True)
+    spm.set_random_generator_seed(seed)
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines), model_prefix=out_prefix, vocab_size=vocab_size, model_type=model_type,
+            character_coverage=character_coverage, num_threads=1, input_sentence_size=0,
+            shuffle_input_sentence=False, hard_vocab_limit=hard_vocab_limit, minloglevel=2, **extra)
+    except RuntimeError as e:
+        if "Vocabulary size" in str(e) or "vocab_size" in str(e):
+            raise ValueError(f"vocab_size={vocab_size} is too large for this corpus ({len(lines)} lines): {e}; "
+                             f"use a smaller vocab_size or hard_vocab_limit=False") from e
+        raise
+    return out_prefix + ".model"
+
+
+def fertility_report(texts: Sequence[str], langs: Sequence[str], sp) -> dict[str, dict[str, float]]:
+    """Per language: words, pieces, fertility (pieces per word) and unk_rate (unk pieces per piece).
+
+    Words are whitespace-separated tokens (``str.split()``). High fertility or unk
+    rate means the tokenizer barely saw the language: sequences get long and the
+    model sees fragments, so this is the number to check before fine-tuning.
+    """
+    if len(texts) != len(langs):
+        raise ValueError(f"{len(texts)} texts but {len(langs)} langs")
+    texts = list(texts)
+    encoded = sp.encode(texts)
+    unk = sp.unk_id()
+    acc: dict[str, list[int]] = {}
+    for text, lang, ids in zip(texts, langs, encoded):
+        a = acc.setdefault(lang, [0, 0, 0])
+        a[0] += len(text.split())
+        a[1] += len(ids)
+        a[2] += ids.count(unk)
+    return {lang: {"words": w, "pieces": p, "fertility": p / w if w else 0.0, "unk_rate": u / p if p else 0.0}
+            for lang, (w, p, u) in sorted(acc.items())}
+
+
+# --- NER alignment -------------------------------------------------------------------
+
+def _windows(word_starts: list[int], total: int, cap: int, stride: int) -> list[tuple[int, int]]:
+    """Piece ranges ``[start, end)`` of at most ``cap`` pieces covering ``[0, total)``.
+
+    A window ends at the last word start it can reach, so words stay whole; the next
+    window starts at the first word start at most ``stride`` pieces before that end
+    (less overlap when words do not line up, none when a long word leaves no room).
+    Only a word longer than ``cap`` is cut inside.
+    """
+    out: list[tuple[int, int]] = []
+    ps, prev_pe = 0, 0
+    while True:
+        if total - ps <= cap:
+            out.append((ps, total))
+            return out
+        limit = ps + cap
+        pe = word_starts[bisect_right(word_starts, limit) - 1]
+        if pe <= max(ps, prev_pe):  # no new word boundary within reach
+            if ps < prev_pe:  # give up the overlap and try again from the last end
+                ps = prev_pe
+                continue
+            pe = limit  # one word longer than a window: cut inside it
+        out.append((ps, pe))
+        prev_pe = pe
+        k = bisect_left(word_starts, max(pe - stride, ps + 1))
+        ps = min(word_starts[k], pe) if k < len(word_starts) else pe
+
+
+def align_ner(words: Sequence[Sequence[str]], word_labels: Sequence[Sequence[int]], sp, max_length: int,
+              stride: int, cls_id: int, sep_id: int, pad_id: int | None = None) -> dict[str, list]:
+    """Word-level NER labels -> token windows for a token-classification model.
+
+    Returns columns ``example``, ``window``, ``input_ids``, ``attention_mask``,
+    ``labels`` and ``word_ids``, one row per window. Each window is
+    ``[cls] pieces [sep]`` (padded to ``max_length`` with ``pad_id`` if given).
+
+    Labels: the first piece of a word carries the word's label, every other piece,
+    the specials and the padding carry -100. A word that encodes to no pieces gets
+    one unk piece so it still has a label.
+
+    Windows: an example longer than ``max_length - 2`` pieces becomes several windows
+    (nothing is truncated) that overlap by up to ``stride`` pieces and break at word
+    boundaries (``_windows``). Where two windows overlap, the overlap is split at its
+    middle piece: words starting before it are labelled in the earlier window, the
+    rest in the later one, and elsewhere they are context with -100. So every word
+    is labelled exactly once over its example's windows, with context on both sides.
+    ``word_ids`` gives each token's word index in its example (-1 for specials/pad).
+    """
+    cap = max_length - 2
+    if cap < 1:
+        raise ValueError(f"max_length={max_length} leaves no room beside [cls] and [sep]")
+    if not 0 <= stride < cap:
+        raise ValueError(f"stride must be in [0, max_length - 2), got {stride} with max_length={max_length}")
+    if len(words) != len(word_labels):
+        raise ValueError(f"{len(words)} examples of words but {len(word_labels)} of labels")
+    flat: list[str] = []
+    for i, (ws, ls) in enumerate(zip(words, word_labels)):
+        if len(ws) != len(ls):
+            raise ValueError(f"example {i}: {len(ws)} words but {len(ls)} labels")
+        flat.extend(ws)
+    pieces = sp.encode(flat) if flat else []
+    unk = sp.unk_id()
+    cols: dict[str, list] = {k: [] for k in ("example", "window", "input_ids", "attention_mask", "labels", "word_ids")}
+    at = 0
+    for ex, (ws, ls) in enumerate(zip(words, word_labels)):
+        ids: list[int] = []
+        labels: list[int] = []
+        wids: list[int] = []
+        starts: list[int] = []
+        for w, (p, lab) in enumerate(zip(pieces[at:at + len(ws)], ls)):
+            if not p:
+                p = [unk]
+            starts.append(len(ids))
+            ids.extend(p)
+            labels.append(lab)
+            labels.extend([IGNORE_INDEX] * (len(p) - 1))
+            wids.extend([w] * len(p))
+        at += len(ws)
+        spans = _windows(starts, len(ids), cap, stride) if ids else [(0, 0)]
+        bounds = [0] + [(spans[k + 1][0] + spans[k][1] + 1) // 2 for k in range(len(spans) - 1)] + [len(ids)]
+        for k, (ps, pe) in enumerate(spans):
+            lo, hi = bounds[k], bounds[k + 1]
+            lab = ([IGNORE_INDEX] * (lo - ps) + labels[lo:hi] + [IGNORE_INDEX] * (pe - hi)) if (lo, hi) != (ps, pe) \
+                else labels[ps:pe]
+            n = pe - ps + 2
+            pad = (max_length - n) if pad_id is not None else 0
+            cols["example"].append(ex)
+            cols["window"].append(k)
+            cols["input_ids"].append([cls_id] + ids[ps:pe] + [sep_id] + [pad_id] * pad)
+            cols["attention_mask"].append([1] * n + [0] * pad)
+            cols["labels"].append([IGNORE_INDEX] + lab + [IGNORE_INDEX] * (1 + pad))
+            cols["word_ids"].append([-1] + wids[ps:pe] + [-1] * (1 + pad))
+    return cols
+
+
+# --- packing ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Packed:
+    """Packed sequences: ``input_ids`` and ``attention_mask`` as ``(n, seq_len)`` int32 arrays."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __iter__(self) -> Iterator[tuple[list[int], list[int]]]:
+        for ids, mask in zip(self.input_ids, self.attention_mask):
+            yield ids.tolist(), mask.tolist()
+
+    def to_batch(self) -> pa.RecordBatch:
+        """As an Arrow batch of fixed-size list columns (what the dataset sink writes)."""
+        seq_len = self.input_ids.shape[1]
+        return pa.RecordBatch.from_arrays(
+            [pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1)), seq_len)
+             for a in (self.input_ids, self.attention_mask)], names=["input_ids", "attention_mask"])
+
+
+def pack(docs_token_ids: Iterable[Sequence[int]], seq_len: int, sep_id: int, pad_id: int) -> Packed:
+    """Greedy packing: documents joined by ``sep_id`` into one stream, cut every ``seq_len`` tokens.
+
+    Every token of every document appears once, in order; a long document runs on
+    into the next sequence; a sequence may start mid-document or with a separator.
+    Empty documents are skipped (no doubled separators). Only the last sequence is
+    padded, so efficiency is ``1 - pad / (n * seq_len)`` with pad < seq_len.
+    """
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be positive, got {seq_len}")
+    docs = docs_token_ids if isinstance(docs_token_ids, Sequence) else list(docs_token_ids)
+    # one flat array (fromiter with a count is the fast way out of Python lists), then
+    # the separators go in at every document end but the last, in one vectorised insert
+    lens = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
+    flat = np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int32, count=int(lens.sum()))
+    ends = np.cumsum(lens[lens > 0])[:-1]
+    stream = np.insert(flat, ends, sep_id) if len(ends) else flat
+    n = -(-len(stream) // seq_len)
+    ids = np.full(n * seq_len, pad_id, dtype=np.int32)
+    ids[:len(stream)] = stream
+    mask = np.zeros(n * seq_len, dtype=np.int32)
+    mask[:len(stream)] = 1
+    return Packed(ids.reshape(n, seq_len), mask.reshape(n, seq_len))
+
+
+def packing_efficiency(seqs: Packed | Iterable[tuple[Sequence[int], Sequence[int]]]) -> float:
+    """Non-pad tokens / all tokens (1.0 for no sequences)."""
+    if isinstance(seqs, Packed):
+        total, real = seqs.attention_mask.size, int(seqs.attention_mask.sum())
+    else:
+        total = real = 0
+        for _, mask in seqs:
+            total += len(mask)
+            real += sum(mask)
+    return real / total if total else 1.0
+
+
+def pack_by_language(ids_by_lang: Mapping[str, Iterable[Sequence[int]]], seq_len: int, sep_id: int,
+                     pad_id: int) -> dict[str, Packed]:
+    """``pack`` per language (sorted), so no sequence mixes two languages."""
+    return {lang: pack(ids_by_lang[lang], seq_len, sep_id, pad_id) for lang in sorted(ids_by_lang)}
+
+
+# --- language mixing ----------------------------------------------------------------
+
+def temperature_weights(counts: Mapping[str, int], alpha: float) -> dict[str, float]:
+    """Sampling weights p_i ∝ n_i ** alpha: alpha=1 proportional, alpha=0 uniform.
+
+    Small alpha (0.3 is common) up-weights low-resource languages. Languages with
+    no rows get weight 0 whatever alpha is: there is nothing to sample.
+    """
+    if alpha < 0 or not math.isfinite(alpha):
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
+    if any(n < 0 for n in counts.values()):
+        raise ValueError(f"negative count in {dict(counts)}")
+    present = {lang: n for lang, n in counts.items() if n > 0}
+    if not present:
+        raise ValueError("temperature_weights needs at least one language with rows")
+    logs = {lang: alpha * math.log(n) for lang, n in present.items()}
+    top = max(logs.values())  # exponentiate relative to the largest: no overflow for large alpha
+    raw = {lang: math.exp(v - top) for lang, v in logs.items()}
+    z = sum(raw.values())
+    return {lang: raw[lang] / z if lang in raw else 0.0 for lang in counts}
+
+
+def explicit_weights(ratios: Mapping[str, float]) -> dict[str, float]:
+    """User-given ratios (any scale) normalised to sum to 1."""
+    if any(r < 0 or not math.isfinite(r) for r in ratios.values()):
+        raise ValueError(f"ratios must be finite and >= 0, got {dict(ratios)}")
+    z = sum(ratios.values())
+    if z <= 0:
+        raise ValueError("explicit_weights needs at least one positive ratio")
+    return {lang: r / z for lang, r in ratios.items()}
+
+
+def _unit_hash(*parts: object) -> float:
+    """A number in [0, 1) from a stable hash of ``parts`` (same on every worker and run)."""
+    h = hashlib.blake2b("\x1f".join(map(str, parts)).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2.0 ** 64
+
+
+def sample_plan(counts: Mapping[str, int], weights: Mapping[str, float], total: int | None = None,
+                seed: int = 0) -> dict[str, int]:
+    """Rows to take per language so the mix follows ``weights``; sums to ``total``.
+
+    ``total`` defaults to all rows. A language may get more rows than it has (they
+    are repeated by ``select_rows``). Rounding is largest-remainder, ties broken by
+    a seeded hash, so the plan is exact and the same for the same seed.
+    """
+    total = sum(counts.values()) if total is None else total
+    if total < 0:
+        raise ValueError(f"total must be >= 0, got {total}")
+    z = sum(weights.get(lang, 0.0) for lang in counts)
+    if z <= 0:
+        raise ValueError("sample_plan: no language in counts has a positive weight")
+    for lang in counts:
+        if weights.get(lang, 0.0) > 0 and counts[lang] <= 0:
+            raise ValueError(f"language {lang!r} has weight {weights[lang]} but no rows")
+    exact = {lang: total * weights.get(lang, 0.0) / z for lang in counts}
+    plan = {lang: math.floor(x) for lang, x in exact.items()}
+    left = total - sum(plan.values())
+    order = sorted((lang for lang in counts if weights.get(lang, 0.0) > 0),
+                   key=lambda lang: (-(exact[lang] - plan[lang]), _unit_hash(seed, "plan", lang)))
+    for lang in order[:left]:
+        plan[lang] += 1
+    return plan
+
+
+def row_key(row_id: str, lang: str, seed: int) -> float:
+    """Where a row falls in its language's seeded order, in [0, 1)."""
+    return _unit_hash(seed, lang, row_id)
+
+
+def select_rows(ids: Sequence[str], lang: str, n: int, seed: int = 0) -> np.ndarray:
+    """Indices into ``ids`` of the ``n`` rows to take (ascending), repeating rows when n > len(ids).
+
+    Rows are ranked by a seeded hash of their id, so the chosen set does not depend
+    on the order of ``ids``, and a worker holding only some rows can decide its own:
+    with ``q = n // len`` and ``r = n % len``, a row is taken ``q + 1`` times if its
+    key is among the ``r`` smallest, else ``q`` times (``repeat_counts`` does the same
+    from a rate without knowing the other rows, at the cost of an inexact total).
+    """
+    m = len(ids)
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if m == 0:
+        if n:
+            raise ValueError(f"cannot take {n} rows of {lang!r}: it has none")
+        return np.zeros(0, np.int64)
+    q, r = divmod(n, m)
+    copies = np.full(m, q, dtype=np.int64)
+    if r:
+        keys = np.fromiter((row_key(i, lang, seed) for i in ids), dtype=np.float64, count=m)
+        copies[np.argsort(keys, kind="stable")[:r]] += 1
+    return np.repeat(np.arange(m, dtype=np.int64), copies)
+
+
+def repeat_counts(ids: Sequence[str], lang: str, rate: float, seed: int = 0) -> np.ndarray:
+    """Copies of each row for a sampling rate (plan[lang] / counts[lang]), decided row by row.
+
+    ``floor(rate)`` copies plus one more when the row's key is below the fractional
+    part: no coordination between workers, expected total ``rate * len(ids)``.
+    """
+    if rate < 0:
+        raise ValueError(f"rate must be >= 0, got {rate}")
+    base, frac = divmod(rate, 1.0)
+    keys = np.fromiter((row_key(i, lang, seed) for i in ids), dtype=np.float64, count=len(ids))
+    return (int(base) + (keys < frac)).astype(np.int64)
