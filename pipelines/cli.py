@@ -5,6 +5,7 @@
     xlcorpus inspect DIR
     xlcorpus lexicon build --input GLOB --lang L --out FILE
     xlcorpus lexicon distance --target FILE LANG=FILE ...
+    xlcorpus tokenizer train|fertility --input GLOB ...
     xlcorpus etymology train|evaluate --data FILE --label-column COL ...
     xlcorpus models fetch
 
@@ -69,6 +70,21 @@ def _parser() -> argparse.ArgumentParser:
     dist.add_argument("sources", nargs="+", metavar="LANG=LEXICON", help="candidate source lexicons")
     dist.add_argument("--out", help="also write the table as JSON")
     dist.add_argument("--top-n", type=int, default=2000, help="most frequent source words compared")
+    tokenizer = sub.add_parser("tokenizer", help="SentencePiece tokenizer for fine-tuning")
+    tok = tokenizer.add_subparsers(dest="tokenizer_command", required=True)
+    tt = tok.add_parser("train", allow_abbrev=False, help="train a SentencePiece model on a corpus")
+    tf = tok.add_parser("fertility", allow_abbrev=False, help="subword pieces per word and unknown rate, per language")
+    for p in (tt, tf):
+        p.add_argument("--input", action="append", required=True, help="file or glob (repeatable)")
+        p.add_argument("--text-field", default="text")
+    tt.add_argument("--out", required=True, help="output prefix: writes PREFIX.model and PREFIX.vocab")
+    tt.add_argument("--vocab-size", type=int, default=8000)
+    tt.add_argument("--model-type", default="unigram", choices=["unigram", "bpe", "char", "word"])
+    tt.add_argument("--character-coverage", type=float, default=0.9995)
+    tt.add_argument("--sample-lines", type=int, default=1_000_000, help="seeded sample of a larger corpus")
+    tt.add_argument("--seed", type=int, default=0)
+    tf.add_argument("--model", required=True, help="SentencePiece .model (the fine-tuning model's own, or trained)")
+    tf.add_argument("--lang-field", default="lang", help="record field holding the language")
     sub.add_parser("etymology", add_help=False, help="per-word origin classifier: train | evaluate (see --help)")
     models = sub.add_parser("models", help="manage the bundled default models")
     models.add_argument("action", choices=["fetch"], help="fetch: put lid.176.ftz in the cache (idempotent)")
@@ -97,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             return inspect_dataset(args.dir)
         if args.command == "lexicon":
             return _lexicon(args)
+        if args.command == "tokenizer":
+            return _tokenizer(args)
         if args.command == "models":
             from xlcorpus.transforms.lid_model import fetch_default_model, installed_package_model
 
@@ -133,6 +151,32 @@ def _lexicon(args) -> int:
             raise ValueError(f"{item!r}: expected LANG=LEXICON")
         sources[lang] = path
     print(format_distance_report(lexicon.distance(args.target, sources, args.out, args.top_n)))
+    return 0
+
+
+def _tokenizer(args) -> int:
+    from xlcorpus.pipelines.lexicon import corpus_texts, corpus_texts_and_field
+    from xlcorpus.transforms import finetune
+    from xlcorpus.transforms.readers import ReaderOptions
+
+    opts = ReaderOptions(text_field=args.text_field)
+    if args.tokenizer_command == "train":
+        model = finetune.train_tokenizer(corpus_texts(args.input, opts), args.out, vocab_size=args.vocab_size,
+                                         model_type=args.model_type, character_coverage=args.character_coverage,
+                                         sample_lines=args.sample_lines, seed=args.seed)
+        console.print(f"wrote {model}")
+        return 0
+    import sentencepiece as spm
+
+    texts, langs = corpus_texts_and_field(args.input, opts, args.lang_field)
+    report = finetune.fertility_report(texts, [lang or "und" for lang in langs],
+                                       spm.SentencePieceProcessor(model_file=args.model))
+    table = Table(title=f"fertility of {args.model}")
+    for col in ("lang", "words", "pieces", "pieces/word", "unknown"):
+        table.add_column(col, justify="left" if col == "lang" else "right")
+    for lang, r in sorted(report.items(), key=lambda kv: -kv[1]["fertility"]):
+        table.add_row(lang, str(r["words"]), str(r["pieces"]), f"{r['fertility']:.2f}", f"{r['unk_rate']:.2%}")
+    console.print(table)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""``xlcorpus lexicon build`` and ``xlcorpus lexicon distance``.
+"""``xlcorpus lexicon build`` and ``xlcorpus lexicon distance`` (and corpus reading for
+the other corpus-level commands).
 
 A target-language lexicon is a word-frequency table (Parquet) built from a reference
 corpus with the same readers as the pipeline (JSONL, text, Parquet; compressed;
@@ -32,6 +33,20 @@ def corpus_texts(patterns: list[str], opts: readers.ReaderOptions, lang: str | N
                     metas = batch.column("meta").to_pylist()
                     texts = [t for t, m in zip(texts, metas) if m and orjson.loads(m).get(lang_field) == lang]
                 yield from texts
+
+
+def corpus_texts_and_field(patterns: list[str], opts: readers.ReaderOptions, field: str
+                           ) -> tuple[list[str], list[str | None]]:
+    """All readable texts with one of their records' other fields (None where absent)."""
+    texts: list[str] = []
+    values: list[str | None] = []
+    for path in readers.expand_inputs(patterns):
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            for tag, batch in readers.read_file(f, path, opts):
+                if tag == readers.DOCS:
+                    texts.extend(batch.column("text").to_pylist())
+                    values.extend(orjson.loads(m).get(field) if m else None for m in batch.column("meta").to_pylist())
+    return texts, values
 
 
 def build(patterns: list[str], lang: str, out: str, *, text_field: str = "text", lang_field: str | None = None,
