@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from xlcorpus.schemas import DEAD_LETTER_SCHEMA, DOCUMENT_SCHEMA
 from xlcorpus.transforms.readers import (
-    DOCS, FileResult, ReaderOptions, detect_format, read_file, stable_id,
+    DEAD_LETTER, DOCS, FileResult, ReaderOptions, detect_format, read_file, stable_id,
 )
 
 
@@ -163,3 +163,9 @@ def test_malformed_jsonl_property(lines):
         assert raw == lines[n - 1].removesuffix(b"\r")[:256]
     for n, text in zip(docs.column("line").to_pylist(), docs.column("text").to_pylist()):
         assert json.loads(lines[n - 1])["text"] == text
+
+
+def test_dead_letters_are_flushed_in_batches_not_held_to_the_end():
+    data = b"".join(b"{broken %d\n" % i for i in range(25)) + b'{"text": "fine"}\n'
+    tags = [(tag, b.num_rows) for tag, b in read_file(io.BytesIO(data), "g.jsonl", ReaderOptions(batch_size=10))]
+    assert tags == [(DEAD_LETTER, 10), (DEAD_LETTER, 10), (DOCS, 1), (DEAD_LETTER, 5)]

@@ -158,10 +158,12 @@ def _lines(f: BinaryIO, max_bytes: int) -> Iterator[tuple[int, int, bytes, bool]
 
 
 def _read_lines(f: BinaryIO, source: str, opts: ReaderOptions, jsonl: bool,
-                out: _BatchBuilder) -> Iterator[pa.RecordBatch]:
+                out: _BatchBuilder) -> Iterator[tuple[str, pa.RecordBatch]]:
     text_field, id_field = opts.text_field, opts.id_field
     loads, dumps, JSONDecodeError = orjson.loads, orjson.dumps, orjson.JSONDecodeError
     for lineno, offset, line, too_long in _lines(f, opts.max_line_bytes):
+        if len(out.dead) >= out.batch_size:  # a file of garbage must not pile up in memory
+            yield DEAD_LETTER, out.flush_dead()
         if too_long:
             out.reject("line_too_long", f"line longer than max_line_bytes={opts.max_line_bytes}",
                        lineno, offset, line[: opts.max_line_bytes])
@@ -177,7 +179,7 @@ def _read_lines(f: BinaryIO, source: str, opts: ReaderOptions, jsonl: bool,
                 continue
             batch = out.add(stable_id(source, lineno), text, lineno, offset, None)
             if batch is not None:
-                yield batch
+                yield DOCS, batch
             continue
         # Fast path: orjson validates UTF-8 and rejects raw control characters (NUL
         # included) itself; the cause is worked out only for lines that fail.
@@ -214,7 +216,7 @@ def _read_lines(f: BinaryIO, source: str, opts: ReaderOptions, jsonl: bool,
         batch = out.add(rid, doc, lineno, offset, dumps(record, option=orjson.OPT_SORT_KEYS).decode()
                         if record else None)
         if batch is not None:
-            yield batch
+            yield DOCS, batch
 
 
 def _why_not_json(line: bytes, error: Exception) -> tuple[str, str]:
@@ -233,7 +235,8 @@ _MISSING = object()
 NUL = b"\x00"
 
 
-def _read_parquet(f: BinaryIO, source: str, opts: ReaderOptions, out: _BatchBuilder) -> Iterator[pa.RecordBatch]:
+def _read_parquet(f: BinaryIO, source: str, opts: ReaderOptions, out: _BatchBuilder
+                  ) -> Iterator[tuple[str, pa.RecordBatch]]:
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(f)
@@ -241,6 +244,8 @@ def _read_parquet(f: BinaryIO, source: str, opts: ReaderOptions, out: _BatchBuil
     row = 0
     for table_batch in pf.iter_batches(batch_size=opts.batch_size):
         rows = table_batch.to_pylist()
+        if len(out.dead) >= out.batch_size:
+            yield DEAD_LETTER, out.flush_dead()
         for record in rows:
             row += 1
             raw = orjson.dumps(record, default=str)
@@ -264,7 +269,7 @@ def _read_parquet(f: BinaryIO, source: str, opts: ReaderOptions, out: _BatchBuil
             meta = orjson.dumps(record, default=str, option=orjson.OPT_SORT_KEYS).decode() if record else None
             batch = out.add(rid, doc, row, -1, meta)
             if batch is not None:
-                yield batch
+                yield DOCS, batch
 
 
 @dataclass
@@ -293,9 +298,9 @@ def read_file(f: BinaryIO, source: str, opts: ReaderOptions,
             batches = _read_parquet(stream, source, opts, out)
         else:
             batches = _read_lines(stream, source, opts, fmt == "jsonl", out)
-        for batch in batches:
+        for tag, batch in batches:
             stats.docs = out.docs
-            yield DOCS, batch
+            yield tag, batch
     except Exception as e:  # corrupt archive, unreadable Parquet: the file itself is dead
         log.warning("%s: unreadable after %d rows: %s", source, out.docs + len(out.ids), e)
         out.reject("unreadable_file", f"{type(e).__name__}: {e}", None, None, b"")
