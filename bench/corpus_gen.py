@@ -8,8 +8,8 @@ import random
 from pathlib import Path
 
 
-def make_corpus(directory: Path, n: int, files: int, seed: int = 0) -> list[Path]:
-    """n JSONL lines in `files` files: word salads per language from the demo sample."""
+def demo_vocabulary() -> dict[str, list[str]]:
+    """Language -> the words of its demo-sample lines (noise and broken lines left out)."""
     from xlcorpus.pipelines.cli import demo_config_path
 
     by_lang: dict[str, list[str]] = {}
@@ -23,6 +23,12 @@ def make_corpus(directory: Path, n: int, files: int, seed: int = 0) -> list[Path
         lang = rec["id"].split("-")[0]
         if lang not in ("noise", "broken"):
             by_lang.setdefault(lang, []).extend(rec["text"].split())
+    return by_lang
+
+
+def make_corpus(directory: Path, n: int, files: int, seed: int = 0) -> list[Path]:
+    """n JSONL lines in `files` files: word salads per language from the demo sample."""
+    by_lang = demo_vocabulary()
     rng = random.Random(seed)
     langs = sorted(by_lang)
     paths = [directory / f"part-{i:03d}.jsonl" for i in range(files)]

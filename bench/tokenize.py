@@ -15,7 +15,6 @@ tokenizer trained on them by ``train_tokenizer``, prints lines/s of:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -28,22 +27,21 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 
 
+def _demo_vocabulary() -> dict[str, list[str]]:
+    # bench/ is off sys.path (see above): load the shared generator from its file
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("corpus_gen", Path(__file__).resolve().parent / "corpus_gen.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.demo_vocabulary()
+
+
 def make_lines(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
-    """n word-salad lines and their languages, from the demo sample's words (as bench/corpus_gen.py)."""
+    """n word-salad lines (6-40 words) and their languages, from the demo sample's words."""
     import random
 
-    from xlcorpus.pipelines.cli import demo_config_path
-
-    by_lang: dict[str, list[str]] = {}
-    for line in (demo_config_path().parent / "demo.jsonl").read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and isinstance(rec.get("text"), str) and "-" in str(rec.get("id")):
-            lang = rec["id"].split("-")[0]
-            if lang not in ("noise", "broken"):
-                by_lang.setdefault(lang, []).extend(rec["text"].split())
+    by_lang = _demo_vocabulary()
     rng = random.Random(seed)
     langs = sorted(by_lang)
     out_langs = [langs[i % len(langs)] for i in range(n)]

@@ -72,13 +72,14 @@ def build_pipeline(p: beam.Pipeline, config: JobConfig, paths: list[str], tmp_di
         format=ic.format, text_field=ic.text_field, id_field=ic.id_field, batch_size=ic.batch_size,
         max_line_bytes=ic.max_line_bytes))
     kept, rejected, dead = read[readers.DOCS], [], [read[readers.DEAD_LETTER]]
-    for name, transform in _steps(config, model_path):
+    steps = _steps(config, model_path)
+    for name, transform in steps:
         out = kept | name >> transform
         kept = out[KEPT]
         rejected.append(out[REJECTED])
         dead.append(out[DEAD_LETTER])
 
-    schema = dataset_schema(_stages(config)[1:])
+    schema = dataset_schema([name for name, _ in steps])
     features = {
         dataset_sink.DATASET: output_features(schema).to_dict(),
         dataset_sink.REJECTED: output_features(REJECTED_SCHEMA).to_dict(),
