@@ -85,6 +85,18 @@ def _parser() -> argparse.ArgumentParser:
     tt.add_argument("--seed", type=int, default=0)
     tf.add_argument("--model", required=True, help="SentencePiece .model (the fine-tuning model's own, or trained)")
     tf.add_argument("--lang-field", default="lang", help="record field holding the language")
+    ft = sub.add_parser("finetune", allow_abbrev=False,
+                        help="tensor-ready fine-tuning data: packed LM sequences or NER windows",
+                        epilog="Other --options are passed to Beam unchanged.")
+    ft.add_argument("config", nargs="?", help="YAML finetune configuration (or give everything as options)")
+    ft.add_argument("--dataset", help="saved dataset directory (replaces input.dataset)")
+    ft.add_argument("--input", action="append", help="raw file or glob, task lm (replaces input.paths)")
+    ft.add_argument("--task", choices=["lm", "ner"])
+    ft.add_argument("--tokenizer", help="SentencePiece .model (default: train one on the input)")
+    ft.add_argument("--output", help="output directory (replaces output.path)")
+    ft.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    ft.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key, e.g. --set mix.temperature=0.3 (value read as YAML)")
     sub.add_parser("etymology", add_help=False, help="per-word origin classifier: train | evaluate (see --help)")
     models = sub.add_parser("models", help="manage the bundled default models")
     models.add_argument("action", choices=["fetch"], help="fetch: put lid.176.ftz in the cache (idempotent)")
@@ -115,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             return _lexicon(args)
         if args.command == "tokenizer":
             return _tokenizer(args)
+        if args.command == "finetune":
+            return _finetune(args, beam_args)
         if args.command == "models":
             from xlcorpus.transforms.lid_model import fetch_default_model, installed_package_model
 
@@ -178,6 +192,52 @@ def _tokenizer(args) -> int:
         table.add_row(lang, str(r["words"]), str(r["pieces"]), f"{r['fertility']:.2f}", f"{r['unk_rate']:.2%}")
     console.print(table)
     return 0
+
+
+def _finetune(args, beam_args: list[str]) -> int:
+    from xlcorpus.pipelines.config import FinetuneConfig, load_config
+    from xlcorpus.pipelines.finetune import run_finetune
+
+    data = {}
+    for key, value in (("input", {"dataset": args.dataset} if args.dataset else None),
+                       ("input", {"paths": args.input} if args.input else None), ("task", args.task),
+                       ("tokenizer", {"model": args.tokenizer} if args.tokenizer else None),
+                       ("output", {"path": args.output} if args.output else None)):
+        if value is not None:
+            data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    overrides = [f"{k}={v}" for k, v in _flatten(data)] + list(args.set)
+    config = load_config(args.config, data={} if args.config is None else None, overrides=overrides,
+                         model=FinetuneConfig)
+    if args.overwrite:
+        config.output.overwrite = True
+    with console.status(f"running {config.name} ({config.task}) on Beam..."):
+        report = run_finetune(config, beam_args)
+    table = Table(title=f"xlcorpus finetune ({report['task']}) -> {config.output.path}")
+    for col in ("lang", "rows before mix", "after mix", "pieces/word", "unknown", "sequences"):
+        table.add_column(col, justify="left" if col == "lang" else "right")
+    mix = report["mix"] or {}
+    seqs = (report["packing"] or {}).get("per_language", {})
+    for lang, f in report["fertility"].items():
+        table.add_row(lang, str(mix.get("before", {}).get(lang, "")), str(mix.get("after", {}).get(lang, "")),
+                      f"{f['fertility']:.2f}", f"{f['unk_rate']:.2%}", str(seqs.get(lang, {}).get("sequences", "")))
+    console.print(table)
+    acct = report["accounting"]
+    extra = (f", packing efficiency {report['packing']['efficiency']:.4f}" if report["packing"]
+             else f", {report['ner']['windows']} windows")
+    console.print(f"{acct['in']} rows in, {acct['tokenized']} tokenized, {acct['rejected']} rejected, "
+                  f"{acct['dead_letter']} dead-letter{extra}; rows per split {report['rows']}")
+    return 0
+
+
+def _flatten(data: dict, prefix: str = ""):
+    """{"a": {"b": 1}} -> ("a.b", json) pairs, for --set style overrides."""
+    import json
+
+    for k, v in data.items():
+        if isinstance(v, dict):
+            yield from _flatten(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", json.dumps(v)
 
 
 def _run(args, beam_args: list[str]) -> int:

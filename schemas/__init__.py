@@ -63,8 +63,21 @@ TRANSLIT_FIELDS = _owned(
     pa.field("translit_spans", pa.list_(SPAN)),  # the configured spans column, moved onto translit_text
 )
 
+# --- LLM-assisted annotation ----------------------------------------------------------
+ANNOTATE_FIELDS = _owned(
+    "annotate",
+    pa.field("annotation", pa.string()),  # the validated answer (JSON), with the offsets the stage found
+    pa.field("annotation_spans", pa.list_(SPAN)),  # span tasks (ner): labelled spans on the annotated column
+    pa.field("annotation_label", pa.string()),  # label tasks (classify): the chosen label
+    pa.field("annotation_confidence", pa.float32()),  # share of samples agreeing with the answer (1.0 for one)
+    pa.field("annotation_model", pa.string()),  # backend model id
+    pa.field("annotation_task", pa.string()),
+    pa.field("annotation_raw", pa.string()),  # JSON list of every model answer (stage, sample, repair), for audit
+)
+
 STAGE_FIELDS: dict[str, tuple[pa.Field, ...]] = {
     "langid": LANGID_FIELDS, "lexfilter": LEXFILTER_FIELDS, "transliterate": TRANSLIT_FIELDS}
+STAGE_FIELDS["annotate"] = ANNOTATE_FIELDS
 
 
 def dataset_schema(stages: Iterable[str] = ("langid",)) -> pa.Schema:
@@ -73,6 +86,58 @@ def dataset_schema(stages: Iterable[str] = ("langid",)) -> pa.Schema:
     for stage in stages:
         fields.extend(STAGE_FIELDS[stage])
     return pa.schema(fields)
+
+
+# --- fine-tuning outputs (xlcorpus finetune) -------------------------------------------
+# Not stage columns added to documents: each row is a model input. LM rows are packed
+# sequences (several documents each); NER rows are windows of one example.
+def finetune_schema(task: str, width: int) -> pa.Schema:
+    """Rows written by the fine-tuning job: ``task`` "lm" (width = seq_len) or "ner"
+    (width = max_length). Fixed-size lists, so ``with_format("torch")`` stacks them."""
+    def ids(name: str) -> pa.Field:
+        return pa.field(name, pa.list_(pa.int32(), width))
+
+    head = [pa.field("id", pa.string(), nullable=False), pa.field("source", pa.string(), nullable=False),
+            pa.field("line", pa.int64(), nullable=False), pa.field("lang", pa.string())]
+    if task == "lm":
+        body = [ids("input_ids"), ids("attention_mask"), ids("labels")]  # labels: ids, -100 on padding
+    elif task == "ner":
+        body = [pa.field("tokens", pa.list_(pa.string())), pa.field("ner_tags", pa.list_(pa.int64())),
+                pa.field("window", pa.int32()), ids("input_ids"), ids("attention_mask"),
+                ids("labels"),  # label of a word's first piece, -100 elsewhere
+                ids("word_ids")]  # word index of each piece in `tokens`, -1 for specials/padding
+    else:
+        raise ValueError(f"unknown fine-tuning task {task!r} (lm or ner)")
+    return pa.schema(_owned("finetune", *head, *body))
+
+
+# --- NER inputs and label projection (xlcorpus project) ------------------------------
+# An NER record is a document plus its words and labelled character spans on `text`.
+NER_FIELDS = _owned(
+    "read_ner",
+    pa.field("tokens", pa.list_(pa.string())),  # words of `text` (CoNLL/HF: as given; JSONL: tokenized)
+    pa.field("spans", pa.list_(SPAN)),  # entities, [start, end) chars of `text`, label without B-/I-
+)
+NER_SCHEMA = pa.schema(list(DOCUMENT_FIELDS) + list(NER_FIELDS))
+
+# A projected row is a new record in the other language: `text`, `tokens`, `ner_tags` and
+# `spans` describe the projected sentence; the labelled original stays in src_*.
+PROJECTION_FIELDS = _owned(
+    "project",
+    pa.field("tokens", pa.list_(pa.string())),
+    pa.field("ner_tags", pa.list_(pa.int64())),  # IOB2 ids; Sequence(ClassLabel) in the dataset features
+    pa.field("spans", pa.list_(SPAN)),
+    pa.field("method", pa.string()),  # constrained | marker | alignment
+    pa.field("mode", pa.string()),  # translate-train | translate-test
+    pa.field("src_text", pa.string()),
+    pa.field("src_spans", pa.list_(SPAN)),
+    pa.field("span_scores", pa.list_(pa.float32())),  # per span: the method's score (log-prob, similarity)
+    pa.field("translation_score", pa.float32()),  # mean log-prob per token of the translation
+    pa.field("model_calls", pa.int32()),  # sequences this row sent through the model
+    pa.field("scored_candidates", pa.int32()),  # constrained: marker placements scored exactly
+)
+PROJECTION_SCHEMA = pa.schema(
+    [f for f in DOCUMENT_FIELDS if f.name != "meta"] + list(PROJECTION_FIELDS))
 
 
 # --- accounting -------------------------------------------------------------------

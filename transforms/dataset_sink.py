@@ -80,6 +80,10 @@ class SinkSpec:
     splits: Mapping[str, float] | None  # None: one unsplit Dataset
     partition_by: str | None = None  # e.g. "lang"
     max_rows_per_shard: int = 200_000
+    # A column naming each row's split (one of ``splits``), used instead of the id hash
+    # when rows already belong to a split (e.g. a fine-tuning dataset made from a split
+    # corpus); it is not written.
+    split_column: str | None = None
 
 
 class _Shard:
@@ -129,11 +133,21 @@ class WriteShardsFn(beam.DoFn):
         """(partition, split) -> rows of the batch."""
         spec = self.spec
         if spec.splits is None and spec.partition_by is None:
-            yield ("", ""), batch
+            yield ("", ""), (batch.drop_columns([spec.split_column]) if spec.split_column else batch)
             return
         names = list(spec.splits) if spec.splits else [""]
-        split_idx = (assign_splits(batch.column("id"), spec.splits) if spec.splits
-                     else np.zeros(batch.num_rows, np.int64))
+        if spec.split_column:
+            column = batch.column(spec.split_column)
+            batch = batch.drop_columns([spec.split_column])
+            unknown = set(column.unique().to_pylist()) - set(names)
+            if unknown:
+                raise ValueError(f"{spec.kind}: column {spec.split_column!r} holds splits {sorted(unknown, key=str)} "
+                                 f"not among {names}")
+            split_idx = np.asarray(pc.index_in(column, pa.array(names)).to_numpy(zero_copy_only=False))
+        elif spec.splits:
+            split_idx = assign_splits(batch.column("id"), spec.splits)
+        else:
+            split_idx = np.zeros(batch.num_rows, np.int64)
         parts = (pc.fill_null(batch.column(spec.partition_by), "und").to_numpy(zero_copy_only=False)
                  if spec.partition_by else np.full(batch.num_rows, "", object))
         for part in sorted(set(parts.tolist())):

@@ -24,13 +24,23 @@ import hashlib
 import itertools
 import math
 import random
+from collections import Counter
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils import shared
+from apache_beam.utils.windowed_value import WindowedValue
+
+from xlcorpus.transforms.accounting import REJECTED, BatchStageFn, rejected_rows
+from xlcorpus.transforms.model_cache import local_copy
 
 IGNORE_INDEX = -100  # the label PyTorch's cross-entropy skips
 
@@ -87,6 +97,8 @@ def train_tokenizer(texts: Iterable[str], out_prefix: str, vocab_size: int = 800
             character_coverage=character_coverage, num_threads=1, input_sentence_size=0,
             shuffle_input_sentence=False, hard_vocab_limit=hard_vocab_limit, minloglevel=2, **extra)
     except RuntimeError as e:
+        if "smaller than required_chars" in str(e):
+            raise ValueError(f"vocab_size={vocab_size} is too small for the corpus' characters: {e}") from e
         if "Vocabulary size" in str(e) or "vocab_size" in str(e):
             raise ValueError(f"vocab_size={vocab_size} is too large for this corpus ({len(lines)} lines): {e}; "
                              f"use a smaller vocab_size or hard_vocab_limit=False") from e
@@ -146,11 +158,13 @@ def _windows(word_starts: list[int], total: int, cap: int, stride: int) -> list[
 
 
 def align_ner(words: Sequence[Sequence[str]], word_labels: Sequence[Sequence[int]], sp, max_length: int,
-              stride: int, cls_id: int, sep_id: int, pad_id: int | None = None) -> dict[str, list]:
+              stride: int, cls_id: int, sep_id: int, pad_id: int | None = None,
+              piece_counts: list[tuple[int, int]] | None = None) -> dict[str, list]:
     """Word-level NER labels -> token windows for a token-classification model.
 
     Returns columns ``example``, ``window``, ``input_ids``, ``attention_mask``,
-    ``labels`` and ``word_ids``, one row per window. Each window is
+    ``labels`` and ``word_ids``, one row per window. ``piece_counts``, if given, gets
+    each example's (pieces, unknown pieces) appended, for the fertility report. Each window is
     ``[cls] pieces [sep]`` (padded to ``max_length`` with ``pad_id`` if given).
 
     Labels: the first piece of a word carries the word's label, every other piece,
@@ -195,6 +209,8 @@ def align_ner(words: Sequence[Sequence[str]], word_labels: Sequence[Sequence[int
             labels.extend([IGNORE_INDEX] * (len(p) - 1))
             wids.extend([w] * len(p))
         at += len(ws)
+        if piece_counts is not None:
+            piece_counts.append((len(ids), ids.count(unk)))
         spans = _windows(starts, len(ids), cap, stride) if ids else [(0, 0)]
         bounds = [0] + [(spans[k + 1][0] + spans[k][1] + 1) // 2 for k in range(len(spans) - 1)] + [len(ids)]
         for k, (ps, pe) in enumerate(spans):
@@ -384,3 +400,303 @@ def repeat_counts(ids: Sequence[str], lang: str, rate: float, seed: int = 0) -> 
     base, frac = divmod(rate, 1.0)
     keys = np.fromiter((row_key(i, lang, seed) for i in ids), dtype=np.float64, count=len(ids))
     return (int(base) + (keys < frac)).astype(np.int64)
+
+
+# --- streaming packing (what each worker runs) ------------------------------------------
+
+class StreamPacker:
+    """``pack`` for a stream that arrives in batches: full sequences leave as soon as they fill.
+
+    What is left when the stream ends (``tail``) is shorter than ``seq_len`` and ends at a
+    document end. Packing every worker's tails together with ``pack`` then pads at most
+    one sequence per key, so packing a corpus spread over many workers wastes no more
+    than packing it in one place.
+    """
+
+    def __init__(self, seq_len: int, sep_id: int):
+        if seq_len < 1:
+            raise ValueError(f"seq_len must be positive, got {seq_len}")
+        self.seq_len, self.sep_id = seq_len, sep_id
+        self._rest = np.zeros(0, np.int32)
+        self._started = False
+
+    def add(self, docs: Sequence[Sequence[int]]) -> np.ndarray:
+        """Append documents; returns the sequences completed, shape ``(k, seq_len)``."""
+        lens = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
+        nonempty = lens[lens > 0]
+        if not len(nonempty):
+            return np.zeros((0, self.seq_len), np.int32)
+        flat = np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int32, count=int(lens.sum()))
+        # a separator between documents, and one after what an earlier batch left over
+        ends = np.cumsum(nonempty)[:-1]
+        stream = np.insert(flat, ends, self.sep_id) if len(ends) else flat
+        if self._started:
+            stream = np.concatenate([self._rest, [self.sep_id], stream]).astype(np.int32, copy=False)
+        self._started = True
+        full = len(stream) // self.seq_len * self.seq_len
+        self._rest = stream[full:]
+        return stream[:full].reshape(-1, self.seq_len)
+
+    def tail(self) -> np.ndarray:
+        return self._rest
+
+
+def causal_lm_labels(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """Labels for causal-LM training: the ids themselves, IGNORE_INDEX on padding."""
+    return np.where(attention_mask.astype(bool), input_ids, IGNORE_INDEX).astype(np.int32)
+
+
+# --- Beam: the fine-tuning stage ----------------------------------------------------------
+# Rows in: id, text, source, line, lang, split (+ tokens, ner_tags for NER). Rows out: one
+# per packed sequence (LM) or per window (NER), tensor-ready. Statistics for the report
+# (fertility, mix before/after, packing) leave on a STATS output as flat counters
+# {"section|lang": n}, summed by ``merge_stats``.
+STAGE = "finetune"
+STATS, TAILS = "stats", "tails"
+NO_TOKENS = "no_tokens"
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    task: str  # "lm" (packed causal-LM sequences) or "ner" (token-classification windows)
+    tokenizer: str  # SentencePiece .model (local or on shared storage)
+    seq_len: int = 512
+    max_length: int = 128
+    stride: int = 32
+    label_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    """The ids the outputs use, from the SentencePiece model (its own numbering)."""
+
+    bos: int
+    eos: int
+    pad: int
+    unk: int
+
+    @classmethod
+    def of(cls, sp) -> SpecialIds:
+        bos, eos, pad, unk = sp.bos_id(), sp.eos_id(), sp.pad_id(), sp.unk_id()
+        if eos < 0:
+            raise ValueError("the SentencePiece model has no </s> (eos) piece: it separates documents and ends "
+                             "NER windows; train one with eos_id >= 0")
+        if bos < 0:
+            bos = eos
+        # No pad piece: pad with </s>; attention_mask and labels (-100) say which is padding.
+        return cls(bos, eos, pad if pad >= 0 else eos, unk)
+
+
+def merge_stats(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    total: Counter = Counter()
+    for p in parts:
+        total.update(p)
+    return dict(total)
+
+
+def stats_section(stats: Mapping[str, int], section: str) -> dict[str, int]:
+    prefix = section + "|"
+    return {k[len(prefix):]: v for k, v in sorted(stats.items()) if k.startswith(prefix)}
+
+
+def _groups(batch: pa.RecordBatch, *columns: str):
+    """(values, row indices) per distinct combination of ``columns``, sorted."""
+    keys = list(zip(*(pc.fill_null(batch.column(c), "und").to_pylist() for c in columns)))
+    by: dict[tuple, list[int]] = {}
+    for i, k in enumerate(keys):
+        by.setdefault(k, []).append(i)
+    for k in sorted(by):
+        yield k, np.asarray(by[k], dtype=np.int64)
+
+
+def fertility_counts(texts: Sequence[str], langs: Sequence[str], encoded: Sequence[Sequence[int]],
+                     unk: int) -> Counter:
+    """words / pieces / unk pieces per language, as stats counters (see ``fertility_report``)."""
+    out: Counter = Counter()
+    words = pc.list_value_length(pc.utf8_split_whitespace(pa.array(texts, pa.string()))).to_numpy(
+        zero_copy_only=False)
+    for i, (lang, ids) in enumerate(zip(langs, encoded)):
+        out[f"words|{lang}"] += int(words[i])
+        out[f"pieces|{lang}"] += len(ids)
+        out[f"unk|{lang}"] += ids.count(unk) if isinstance(ids, list) else int(np.count_nonzero(ids == unk))
+    return out
+
+
+def fertility_from_stats(stats: Mapping[str, int]) -> dict[str, dict[str, float]]:
+    words, pieces, unk = (stats_section(stats, s) for s in ("words", "pieces", "unk"))
+    return {lang: {"words": w, "pieces": pieces.get(lang, 0),
+                   "fertility": pieces.get(lang, 0) / w if w else 0.0,
+                   "unk_rate": unk.get(lang, 0) / pieces[lang] if pieces.get(lang) else 0.0}
+            for lang, w in sorted(words.items())}
+
+
+_SP = shared.Shared()
+
+
+class _SpHolder:
+    def __init__(self, path: str):
+        import sentencepiece as spm
+
+        self.sp = spm.SentencePieceProcessor(model_file=local_copy(path))
+
+
+def _load_sp(path: str):
+    return _SP.acquire(lambda: _SpHolder(path), tag=path).sp
+
+
+def _emit(value, tag: str | None = None):
+    """A value from finish_bundle (which must say its window), optionally tagged."""
+    wv = WindowedValue(value, GlobalWindow().max_timestamp(), [GlobalWindow()])
+    return beam.pvalue.TaggedOutput(tag, wv) if tag else wv
+
+
+def _lm_rows(ids: np.ndarray, mask: np.ndarray, split: str, lang: str, source: str, first: int,
+             id_prefix: str) -> pa.RecordBatch:
+    n, seq_len = ids.shape
+    lines = np.arange(first, first + n, dtype=np.int64)
+
+    def fixed(a: np.ndarray) -> pa.Array:
+        return pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1).astype(np.int32)), seq_len)
+
+    return pa.RecordBatch.from_arrays(
+        [pa.array([f"{id_prefix}/{k}" for k in lines.tolist()], pa.string()), pa.array([source] * n, pa.string()),
+         pa.array(lines), pa.array([lang] * n, pa.string()), pa.array([split] * n, pa.string()),
+         fixed(ids), fixed(mask), fixed(causal_lm_labels(ids, mask))],
+        names=["id", "source", "line", "lang", "split", "input_ids", "attention_mask", "labels"])
+
+
+class PackSequencesFn(beam.DoFn):
+    """Documents -> full packed sequences per (split, language); the bundle's leftovers
+    go to TAILS, its statistics to STATS; documents with no pieces are rejected."""
+
+    def __init__(self, opts: FinetuneOptions):
+        self.opts = opts
+        self.docs = Metrics.counter(f"xlcorpus.{STAGE}", "documents")
+        self.seqs = Metrics.counter(f"xlcorpus.{STAGE}", "sequences")
+
+    def setup(self):
+        self.sp = _load_sp(self.opts.tokenizer)
+        self.special = SpecialIds.of(self.sp)
+
+    def start_bundle(self):
+        self.packers: dict[tuple[str, str], StreamPacker] = {}
+        self.made: Counter = Counter()  # sequences made per (split, lang, source) in this bundle
+        self.stats: Counter = Counter()
+
+    def process(self, batch: pa.RecordBatch):
+        texts = batch.column("text").to_pylist()
+        encoded = self.sp.encode(texts)
+        langs = pc.fill_null(batch.column("lang"), "und").to_pylist()
+        self.stats.update(fertility_counts(texts, langs, encoded, self.special.unk))
+        self.docs.inc(batch.num_rows)
+        empty = [i for i, ids in enumerate(encoded) if not ids]
+        if empty:
+            yield beam.pvalue.TaggedOutput(REJECTED, rejected_rows(
+                batch, empty, [NO_TOKENS] * len(empty), [None] * len(empty), STAGE))
+        source = batch.column("source")[0].as_py() if batch.num_rows else ""
+        for (split, lang), rows in _groups(batch, "split", "lang"):
+            docs = [encoded[i] for i in rows.tolist() if encoded[i]]
+            self.stats[f"documents|{lang}"] += len(docs)
+            packer = self.packers.get((split, lang))
+            if packer is None:
+                packer = self.packers[(split, lang)] = StreamPacker(self.opts.seq_len, self.special.eos)
+            full = packer.add(docs)
+            if len(full):
+                yield self._rows(full, np.ones_like(full), split, lang, source)
+
+    def _rows(self, ids, mask, split, lang, source) -> pa.RecordBatch:
+        first = self.made[(split, lang, source)]
+        self.made[(split, lang, source)] += len(ids)
+        self.seqs.inc(len(ids))
+        self.stats[f"sequences|{lang}"] += len(ids)
+        self.stats[f"tokens|{lang}"] += int(mask.sum())
+        return _lm_rows(ids, mask, split, lang, source, first, f"{split}/{lang}/{_short_hash(source)}")
+
+    def finish_bundle(self):
+        for key in sorted(self.packers):
+            tail = self.packers[key].tail()
+            if len(tail):
+                yield _emit((key, tail), TAILS)
+        yield _emit(dict(self.stats), STATS)
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+
+
+class PackTailsFn(beam.DoFn):
+    """All bundles' leftovers of one (split, language) -> its last sequences (one padded)."""
+
+    def __init__(self, opts: FinetuneOptions, sep: int, pad: int):
+        self.opts, self.sep, self.pad = opts, sep, pad
+
+    def process(self, item):
+        (split, lang), tails = item
+        # order by content so the result does not depend on which bundle finished first
+        tails = sorted((t.tolist() for t in tails), key=lambda t: (len(t), t))
+        packed = pack(tails, self.opts.seq_len, self.sep, self.pad)
+        if len(packed):
+            source = f"packed-tails/{split}/{lang}"
+            yield _lm_rows(packed.input_ids, packed.attention_mask, split, lang, source, 0,
+                           f"{split}/{lang}/tails")
+            yield beam.pvalue.TaggedOutput(STATS, {f"sequences|{lang}": len(packed),
+                                                   f"tokens|{lang}": int(packed.attention_mask.sum())})
+
+
+class AlignNerFn(BatchStageFn):
+    """Examples with word ``tokens`` and ``ner_tags`` -> padded token-classification windows."""
+
+    stage = STAGE
+    dead_reason = "invalid_ner_example"
+
+    def __init__(self, opts: FinetuneOptions):
+        super().__init__()
+        self.opts = opts
+
+    def setup(self):
+        self.sp = _load_sp(self.opts.tokenizer)
+        self.special = SpecialIds.of(self.sp)
+
+    def start_bundle(self):
+        self.stats: Counter = Counter()
+
+    def finish_bundle(self):
+        yield _emit(dict(self.stats), STATS)
+
+    def step(self, batch: pa.RecordBatch):
+        words = batch.column("tokens").to_pylist()
+        tags = batch.column("ner_tags").to_pylist()
+        n_labels = len(self.opts.label_names)
+        for i, (ws, ts) in enumerate(zip(words, tags)):
+            if ws is None or ts is None:
+                raise ValueError(f"row {batch.column('id')[i].as_py()!r}: field 'tokens' or 'ner_tags' is null")
+            bad = [t for t in ts if t is None or not 0 <= t < n_labels]
+            if bad:
+                raise ValueError(f"row {batch.column('id')[i].as_py()!r}: field 'ner_tags' holds {bad[0]!r}, "
+                                 f"not a label index in [0, {n_labels})")
+        s = self.special
+        counts: list[tuple[int, int]] = []
+        cols = align_ner(words, tags, self.sp, self.opts.max_length, self.opts.stride, s.bos, s.eos, s.pad, counts)
+        take = pa.array(np.asarray(cols["example"], dtype=np.int64))
+        base = batch.select(["id", "source", "line", "lang", "split", "tokens", "ner_tags"]).take(take)
+        ids = [f"{i}#{w}" for i, w in zip(base.column("id").to_pylist(), cols["window"])]
+        L = self.opts.max_length
+
+        def fixed(name: str) -> pa.Array:
+            return pa.FixedSizeListArray.from_arrays(pa.array(np.asarray(cols[name], np.int32).reshape(-1)), L)
+
+        out = pa.RecordBatch.from_arrays(
+            [pa.array(ids, pa.string()), base.column("source"), base.column("line"), base.column("lang"),
+             base.column("split"), base.column("tokens"), base.column("ner_tags"),
+             pa.array(cols["window"], pa.int32()), fixed("input_ids"), fixed("attention_mask"), fixed("labels"),
+             fixed("word_ids")],
+            names=["id", "source", "line", "lang", "split", "tokens", "ner_tags", "window", "input_ids",
+                   "attention_mask", "labels", "word_ids"])
+        langs = pc.fill_null(batch.column("lang"), "und").to_pylist()
+        stats: Counter = Counter()
+        for lang, ws, (n, u) in zip(langs, words, counts):
+            stats.update({f"words|{lang}": len(ws), f"pieces|{lang}": n, f"unk|{lang}": u, f"documents|{lang}": 1})
+        for e in cols["example"]:
+            stats[f"sequences|{langs[e]}"] += 1
+        self.stats.update(stats)  # last: a step that raised counts nothing
+        return out, None
