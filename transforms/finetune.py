@@ -423,10 +423,14 @@ class StreamPacker:
     def add(self, docs: Sequence[Sequence[int]]) -> np.ndarray:
         """Append documents; returns the sequences completed, shape ``(k, seq_len)``."""
         lens = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
+        flat = np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int32, count=int(lens.sum()))
+        return self.add_flat(flat, lens)
+
+    def add_flat(self, flat: np.ndarray, lens: np.ndarray) -> np.ndarray:
+        """``add`` for documents given as one concatenated id array and their lengths."""
         nonempty = lens[lens > 0]
         if not len(nonempty):
             return np.zeros((0, self.seq_len), np.int32)
-        flat = np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int32, count=int(lens.sum()))
         # a separator between documents, and one after what an earlier batch left over
         ends = np.cumsum(nonempty)[:-1]
         stream = np.insert(flat, ends, self.sep_id) if len(ends) else flat
@@ -499,27 +503,12 @@ def stats_section(stats: Mapping[str, int], section: str) -> dict[str, int]:
     return {k[len(prefix):]: v for k, v in sorted(stats.items()) if k.startswith(prefix)}
 
 
-def _groups(batch: pa.RecordBatch, *columns: str):
-    """(values, row indices) per distinct combination of ``columns``, sorted."""
-    keys = list(zip(*(pc.fill_null(batch.column(c), "und").to_pylist() for c in columns)))
-    by: dict[tuple, list[int]] = {}
-    for i, k in enumerate(keys):
-        by.setdefault(k, []).append(i)
-    for k in sorted(by):
-        yield k, np.asarray(by[k], dtype=np.int64)
-
-
-def fertility_counts(texts: Sequence[str], langs: Sequence[str], encoded: Sequence[Sequence[int]],
-                     unk: int) -> Counter:
-    """words / pieces / unk pieces per language, as stats counters (see ``fertility_report``)."""
-    out: Counter = Counter()
-    words = pc.list_value_length(pc.utf8_split_whitespace(pa.array(texts, pa.string()))).to_numpy(
-        zero_copy_only=False)
-    for i, (lang, ids) in enumerate(zip(langs, encoded)):
-        out[f"words|{lang}"] += int(words[i])
-        out[f"pieces|{lang}"] += len(ids)
-        out[f"unk|{lang}"] += ids.count(unk) if isinstance(ids, list) else int(np.count_nonzero(ids == unk))
-    return out
+def _codes(column: pa.Array) -> tuple[np.ndarray, list[str]]:
+    """Integer codes of a string column (nulls as "und") and the values they stand for."""
+    enc = pc.fill_null(column, "und").dictionary_encode()
+    if isinstance(enc, pa.ChunkedArray):
+        enc = enc.combine_chunks()
+    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()
 
 
 def fertility_from_stats(stats: Mapping[str, int]) -> dict[str, dict[str, float]]:
@@ -584,23 +573,38 @@ class PackSequencesFn(beam.DoFn):
         self.stats: Counter = Counter()
 
     def process(self, batch: pa.RecordBatch):
+        n = batch.num_rows
         texts = batch.column("text").to_pylist()
         encoded = self.sp.encode(texts)
-        langs = pc.fill_null(batch.column("lang"), "und").to_pylist()
-        self.stats.update(fertility_counts(texts, langs, encoded, self.special.unk))
-        self.docs.inc(batch.num_rows)
-        empty = [i for i, ids in enumerate(encoded) if not ids]
-        if empty:
+        self.docs.inc(n)
+        # Everything after encode is vectorised over the batch's ids: one flat array,
+        # grouped by (split, language) with a stable sort of token positions.
+        lens = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
+        flat = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int32, count=int(lens.sum()))
+        token_row = np.repeat(np.arange(n), lens)
+        lang_codes, langs = _codes(batch.column("lang"))
+        split_codes, splits = _codes(batch.column("split"))
+        words = pc.list_value_length(pc.utf8_split_whitespace(batch.column("text"))).to_numpy(zero_copy_only=False)
+        unk = np.bincount(token_row[flat == self.special.unk], minlength=n)
+        for name, per_row in (("words", words), ("pieces", lens), ("unk", unk), ("documents", lens > 0)):
+            sums = np.bincount(lang_codes, weights=per_row, minlength=len(langs))
+            self.stats.update({f"{name}|{lang}": int(v) for lang, v in zip(langs, sums) if v})
+        empty = np.flatnonzero(lens == 0)
+        if len(empty):
             yield beam.pvalue.TaggedOutput(REJECTED, rejected_rows(
                 batch, empty, [NO_TOKENS] * len(empty), [None] * len(empty), STAGE))
-        source = batch.column("source")[0].as_py() if batch.num_rows else ""
-        for (split, lang), rows in _groups(batch, "split", "lang"):
-            docs = [encoded[i] for i in rows.tolist() if encoded[i]]
-            self.stats[f"documents|{lang}"] += len(docs)
+        source = batch.column("source")[0].as_py() if n else ""
+        group = split_codes * len(langs) + lang_codes
+        token_group = group[token_row]
+        order = np.argsort(token_group, kind="stable")
+        flat, token_group = flat[order], token_group[order]
+        starts = np.searchsorted(token_group, np.arange(len(splits) * len(langs) + 1))
+        for g in np.unique(group[lens > 0]).tolist():
+            split, lang = splits[g // len(langs)], langs[g % len(langs)]
             packer = self.packers.get((split, lang))
             if packer is None:
                 packer = self.packers[(split, lang)] = StreamPacker(self.opts.seq_len, self.special.eos)
-            full = packer.add(docs)
+            full = packer.add_flat(flat[starts[g]:starts[g + 1]], lens[(group == g) & (lens > 0)])
             if len(full):
                 yield self._rows(full, np.ones_like(full), split, lang, source)
 
