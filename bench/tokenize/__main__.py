@@ -1,12 +1,16 @@
 """Benchmark: the fine-tuning stage's tokenization paths against raw SentencePiece encode.
 
-    python bench/tokenize.py [--lines 60000] [--seq-len 512] [--batch 4096]
+    python bench/tokenize [--lines 60000] [--seq-len 512] [--batch 4096]
+
+(a folder, not ``bench/tokenize.py``: a file of that name would shadow the standard
+library's ``tokenize`` for every other script run from bench/)
 
 On the same generated lines (word salads per language from the demo sample, 6-40 words) and a
 tokenizer trained on them by ``train_tokenizer``, prints lines/s of:
 - raw ``sp.encode(lines)`` (one call per batch);
-- the packing path, the stage path for causal-LM fine-tuning: ``sp.encode`` per
-  batch, then ``pack_by_language`` into seq_len sequences; ratio over raw (target >= 0.7);
+- the LM stage as a worker runs it: ``PackSequencesFn`` over Arrow batches (encode,
+  fertility counts, per-language packing, output rows) and ``PackTailsFn`` on the
+  leftovers; ratio over raw (target >= 0.7);
 - the NER path: words = ``line.split()``, ``align_ner`` with max_length=128 (it
   encodes every word in one call, so its raw reference is ``sp.encode`` of those words);
 - packing efficiency, non-pad / all tokens (target >= 0.98).
@@ -20,17 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
-# This file is named like the standard library's ``tokenize``; running it puts bench/
-# first on sys.path, where it would shadow the real one for linecache, inspect, etc.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-
 
 def _demo_vocabulary() -> dict[str, list[str]]:
-    # bench/ is off sys.path (see above): load the shared generator from its file
+    # bench/ is not on sys.path when this folder runs: load the shared generator from its file
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("corpus_gen", Path(__file__).resolve().parent / "corpus_gen.py")
+    spec = importlib.util.spec_from_file_location("corpus_gen", Path(__file__).resolve().parents[1] / "corpus_gen.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.demo_vocabulary()
