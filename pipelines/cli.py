@@ -98,9 +98,42 @@ def _parser() -> argparse.ArgumentParser:
     ft.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key, e.g. --set mix.temperature=0.3 (value read as YAML)")
     sub.add_parser("etymology", add_help=False, help="per-word origin classifier: train | evaluate (see --help)")
+    _project_parser(sub)
     models = sub.add_parser("models", help="manage the bundled default models")
     models.add_argument("action", choices=["fetch"], help="fetch: put lid.176.ftz in the cache (idempotent)")
     return parser
+
+
+def _project_parser(sub) -> None:
+    pr = sub.add_parser("project", allow_abbrev=False, help="project NER labels through machine translation",
+                        epilog="Other --options are passed to Beam unchanged.")
+    pr.add_argument("--input", action="append", required=True,
+                    help="CoNLL/IOB2 file, JSONL (text + spans) or HF dataset directory (repeatable, globs)")
+    pr.add_argument("--format", default="auto", choices=["auto", "conll", "jsonl", "hf"])
+    pr.add_argument("--model", required=True, help="CTranslate2 model directory (source -> target)")
+    pr.add_argument("--sp-model", help="SentencePiece model (default: found in the model directory)")
+    pr.add_argument("--convention", default="nllb", choices=["nllb", "m2m100", "marian"])
+    pr.add_argument("--src-lang", help="nllb: eng_Latn; m2m100: en")
+    pr.add_argument("--tgt-lang")
+    pr.add_argument("--method", default="constrained", choices=["constrained", "marker", "alignment"])
+    pr.add_argument("--mode", default="translate-train", choices=["translate-train", "translate-test"])
+    pr.add_argument("--labels", help="comma-separated entity types (default: found in the input)")
+    pr.add_argument("--reverse-model", help="translate-test: target -> source model (default: --model reversed)")
+    pr.add_argument("--predictor", help="translate-test: module:function tagging source-language texts")
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--compute-type", default="default")
+    pr.add_argument("--beam-size", type=int, default=4)
+    pr.add_argument("--max-batch-tokens", type=int, default=4096)
+    pr.add_argument("--exhaustive", action="store_true", help="constrained: score every marker placement")
+    pr.add_argument("--no-source-eos", action="store_true", help="do not append </s> to the source (models trained so)")
+    pr.add_argument("--output", required=True)
+    pr.add_argument("--overwrite", action="store_true")
+
+
+def _project(args, beam_args: list[str]) -> int:
+    from xlcorpus.pipelines.projection import run_from_args
+
+    return run_from_args(args, beam_args, console)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             return _tokenizer(args)
         if args.command == "finetune":
             return _finetune(args, beam_args)
+        if args.command == "project":
+            return _project(args, beam_args)
         if args.command == "models":
             from xlcorpus.transforms.lid_model import fetch_default_model, installed_package_model
 
@@ -279,6 +314,13 @@ def _summary(report: dict, out: str) -> None:
         console.print("lexical distance of candidate source languages to the target lexicon:")
         console.print(format_distance_report(report["language_distances"]), markup=False)
     console.print(f"load it: datasets.load_from_disk({str(out)!r}); report: {out}/report.json")
+    if report.get("annotate") is not None:
+        a = report["annotate"]
+        console.print(f"LLM annotation: {a.get('requests', 0)} requests, {a.get('retries', 0)} retries, "
+                      f"{a.get('cache_hits', 0)} cache hits")
+    elif "annotate" in report.get("config", {}):
+        console.print("LLM annotation is off: point it at your server with --set annotate.enabled=true "
+                      "--set annotate.model=NAME --set annotate.base_url=URL (see README, LLM annotation)")
 
 
 def _reasons(counts: dict) -> str:

@@ -23,7 +23,7 @@ from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, 
 
 from xlcorpus.pipelines.config import JobConfig
 from xlcorpus.schemas import DEAD_LETTER_SCHEMA, REJECTED_SCHEMA, dataset_schema, output_features
-from xlcorpus.transforms import dataset_sink, langid, lexfilter, readers, transliterate
+from xlcorpus.transforms import annotate, dataset_sink, langid, lexfilter, readers, transliterate
 from xlcorpus.transforms.accounting import DEAD_LETTER, KEPT, REJECTED
 from xlcorpus.transforms.lid_model import SHA256, default_model_path, sha256_of
 from xlcorpus.transforms.model_cache import local_copy
@@ -58,6 +58,11 @@ def _steps(config: JobConfig, model_path: str | None) -> list[tuple[str, beam.PT
                     for k, v in tc.policies.items()}
         steps.append((transliterate.STAGE, transliterate.Transliterate(
             transliterate.TransliterateOptions(policies=policies, spans_column=tc.spans_column))))
+    if config.annotate.enabled:  # last: it may annotate translit_text
+        ac = config.annotate
+        options = ac.model_dump(exclude={"enabled"})
+        steps.append((annotate.STAGE, annotate.Annotate(annotate.AnnotateOptions(
+            **{**options, "labels": tuple(ac.labels)}))))
     return steps
 
 
@@ -154,6 +159,8 @@ def run_corpus(config: JobConfig, beam_args: list[str] | None = None) -> dict:
     manifest = json.loads(dataset_sink.read_text(manifest_path))
     FileSystems.delete([manifest_path])  # report.json carries the same shard list
     report = build_report(manifest, config, started, finished, model_path, beam_args or [])
+    if config.annotate.enabled:
+        report["annotate"] = _counters(result, f"xlcorpus.{annotate.STAGE}")
     dataset_sink.write_text(FileSystems.join(tmp_dir, "report.json"), json.dumps(report, indent=2, ensure_ascii=False))
     acct = report["accounting"]
     if not acct["balanced"]:
@@ -161,6 +168,20 @@ def run_corpus(config: JobConfig, beam_args: list[str] | None = None) -> dict:
                               f"+ dead_letter={acct['dead_letter']}; partial output kept in {tmp_dir}")
     dataset_sink.publish(tmp_dir, out)
     return report
+
+
+def _counters(result, namespace: str) -> dict[str, int]:
+    """Beam counters of one namespace (e.g. LLM requests, retries, tokens, cache hits)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    totals: Counter = Counter()
+    try:
+        found = result.metrics().query(MetricsFilter().with_namespace(namespace))["counters"]
+    except (NotImplementedError, AttributeError):  # runners without metrics
+        return {}
+    for c in found:
+        totals[c.key.metric.name] += c.committed if c.committed is not None else c.attempted
+    return dict(sorted(totals.items()))
 
 
 def build_report(manifest: dict, config: JobConfig, started: float, finished: float,
@@ -201,6 +222,9 @@ def build_report(manifest: dict, config: JobConfig, started: float, finished: fl
         models["lexfilter"] = _identity(config.lexfilter.lexicon)
     if config.transliterate.enabled:
         models["transliterate"] = {"policies": config.transliterate.policies, "uroman": version("uroman")}
+    if config.annotate.enabled:  # never the key, only the name of its variable
+        ac = config.annotate
+        models["annotate"] = {"backend": ac.backend, "model": ac.model, "task": ac.task, "base_url": ac.base_url}
     return {
         "name": config.name,
         "xlcorpus_version": version("xlcorpus"),
