@@ -1,37 +1,50 @@
 """Benchmark: lexical-filter scoring against brute-force rapidfuzz, in one run.
 
-    python bench/lexfilter.py [--lexicon-words 50000] [--sentences 40000] [--batch 4096]
-                              [--brute-sample 1500] [--max-deletes 1] [--seed 0]
+    taskset -c 0 python -P bench/lexfilter.py [--lexicon-words 50000] [--batch 4096]
+        [--cold-batches 3] [--stream-sentences 100000] [--brute-sample 800] [--seed 0]
+        [--modes exact,distance=0.5,edits=1,edits=2]
+
+(``-P``: keeps ``bench/`` off ``sys.path``, where ``bench/tokenize.py`` would shadow the
+standard library's ``tokenize``.)
 
 Data (deterministic, generated here): a 50k-word target lexicon of syllable-based
-pseudo-words (lengths 2-14, Zipf counts) and candidate sentences from a "related"
-source language: most source words are cognates of target words (regular sound
-changes, now and then an added or dropped syllable, 0-3 edits away), a fifth of the
-source vocabulary is unrelated (another syllable inventory); tokens follow a Zipf law.
+pseudo-words (lengths 2-14, Zipf counts) and a candidate corpus of a "related" source
+language with an open vocabulary, as real text has: word types follow a Zipf-Mandelbrot
+law (s = 1.1, q = 2.7) over 500k types (the most frequent word 5% of tokens, 30% of a
+4096-sentence batch's tokens distinct words, as in agglutinative text). The 50k most
+frequent types are cognates of the target words in frequency order (regular sound
+changes, now and then an added or dropped syllable, 0-3 edits away) or, one in five,
+unrelated words (another syllable inventory); the rarer types are affixed cognates
+(Bantu-like prefixes and suffixes) and unrelated words. A worker's stream thus keeps
+meeting new words (the "new words per token" printed per segment).
 
-Prints, per core (everything runs in this process, rapidfuzz ``workers=1``):
-- the stage core (tokenise + NearestWordIndex + sentence mean) in candidate tokens/s,
-  with only the per-batch unique-word cache, and with the per-worker memo as a worker
-  sees a stream of batches;
-- the nearest-word search rate on unique words (what a cache cannot help with);
-- brute force: ``process.cdist`` against the whole lexicon (timed on a sample of each
-  batch's unique words, then scaled: it is too slow to run on everything), both per
-  token as the tokens come and with the same per-batch unique-word cache;
-- the ratio, and whether both give identical results: nearest distances on the sampled
-  words, and sentence scores on a sample of sentences.
+Modes: ``exact`` (nearest distance, no cap), ``distance=C`` (``max_word_distance``),
+``edits=K`` (``max_word_edits``), ``edits=K+distance=C`` (both).
+
+Per mode, per core (rapidfuzz ``workers=1``; rates are tokens per CPU-second of this
+process, so other processes on the machine do not count; run under ``taskset -c 0``):
+- cold: the stage core (tokenise + nearest-word search + sentence means) on the first
+  ``--cold-batches`` batches with only the per-batch unique-word cache;
+- stream: the same core with the per-worker memo over the whole stream (what
+  ``LexicalFilter`` runs), overall and by segment, with the share of novel tokens;
+- brute force with the same caps: ``process.cdist`` against the whole lexicon, timed on a
+  sample of each cold batch's unique words and scaled to all of them; per token as the
+  tokens come, and with the same per-batch unique-word cache; the ratio of the stage to it;
+- identical results: nearest distances on every sampled word, and sentence scores on 300
+  sentences recomputed from brute-force word distances.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import time
 
 import numpy as np
+import pyarrow as pa
 
-from xlcorpus.transforms.lexfilter import (
-    Lexicon, SentenceScorer, brute_force_nearest, tokenize_batch,
-)
+from xlcorpus.transforms.lexfilter import Lexicon, SentenceScorer, brute_force_nearest, tokenize_batch
 
 TARGET_ONSETS = "b d f g h k l m n p r s t v w y z ch sh ny ng mb nd".split()
 TARGET_VOWELS = "a e i o u".split()
@@ -39,6 +52,9 @@ OTHER_ONSETS = "q x c j kr tr pl st gl br".split()  # unrelated language: other 
 OTHER_VOWELS = "a e i o u y ei ou".split()
 # regular sound correspondences target -> source (applied per occurrence with p=0.5)
 SHIFTS = [("t", "d"), ("l", "r"), ("v", "w"), ("o", "u"), ("sh", "s"), ("ch", "s"), ("z", "dz"), ("e", "i")]
+PREFIXES = "ni u a tu m wa ki vi ku li ya za na ha".split()
+SUFFIXES = "ni a wa ia ika isha eni o ye".split()
+TARGET = 1_000_000
 
 
 def pseudo_word(rng: random.Random, onsets, vowels, lo: int = 2, hi: int = 14) -> str:
@@ -71,127 +87,187 @@ def cognate(word: str, rng: random.Random) -> str:
     return out
 
 
-def make_sentences(lexicon: Lexicon, n: int, rng: random.Random, unrelated: float = 0.2) -> list[str]:
-    vocab: list[str] = []
-    for word in lexicon.words:  # frequency order: frequent target words give frequent cognates
-        vocab.append(pseudo_word(rng, OTHER_ONSETS, OTHER_VOWELS) if rng.random() < unrelated
-                     else cognate(word, rng))
-    weights = 1.0 / (np.arange(len(vocab)) + 2.0)  # Zipf, s = 1
+def source_word(rank: int, lexicon: Lexicon, seed: int) -> str:
+    """The source-language word type of a frequency rank (deterministic)."""
+    rng = random.Random(seed * 1_000_003 + rank)
+    n = len(lexicon)
+    if rng.random() < 0.2:
+        return pseudo_word(rng, OTHER_ONSETS, OTHER_VOWELS)
+    base = cognate(lexicon.words[rank % n], rng)
+    if rank < n:
+        return base
+    r = rng.random()  # a rarer type: an affixed form
+    if r < 0.4:
+        return rng.choice(PREFIXES) + base
+    if r < 0.8:
+        return base + rng.choice(SUFFIXES)
+    return rng.choice(PREFIXES) + base + rng.choice(SUFFIXES)
+
+
+def make_sentences(lexicon: Lexicon, n: int, seed: int, types: int = 500_000, s: float = 1.1) -> list[str]:
+    nrng = np.random.default_rng(seed)
+    weights = 1.0 / (np.arange(types) + 2.7) ** s  # Zipf-Mandelbrot
     cdf = np.cumsum(weights / weights.sum())
-    lengths = np.random.default_rng(rng.randrange(1 << 30)).integers(6, 21, n)
-    picks = np.searchsorted(cdf, np.random.default_rng(rng.randrange(1 << 30)).random(int(lengths.sum())))
-    picks = np.minimum(picks, len(vocab) - 1)
+    lengths = nrng.integers(6, 21, n)
+    picks = np.minimum(np.searchsorted(cdf, nrng.random(int(lengths.sum()))), types - 1)
+    unique, inverse = np.unique(picks, return_inverse=True)
+    vocab = [source_word(r, lexicon, seed) for r in unique.tolist()]
+    ends = nrng.integers(0, 3, n).tolist()
     out, pos = [], 0
-    for length in lengths.tolist():
-        words = [vocab[i] for i in picks[pos:pos + length].tolist()]
+    for length, end in zip(lengths.tolist(), ends):
+        words = [vocab[i] for i in inverse[pos:pos + length].tolist()]
         pos += length
         words[0] = words[0].capitalize()
-        out.append(" ".join(words) + rng.choice(".!?"))
+        out.append(" ".join(words) + ".!?"[end])
     return out
+
+
+def parse_mode(mode: str) -> dict:
+    caps = {"max_word_distance": None, "max_word_edits": None}
+    if mode != "exact":
+        for part in mode.split("+"):
+            key, value = part.split("=")
+            if key == "distance":
+                caps["max_word_distance"] = float(value)
+            elif key == "edits":
+                caps["max_word_edits"] = int(value)
+            else:
+                raise SystemExit(f"unknown mode part {part!r}")
+    return caps
+
+
+def cpu() -> float:
+    return time.process_time()
+
+
+def bench_mode(mode: str, lexicon: Lexicon, batches: list[list[str]], cold: int, brute_sample: int,
+               seed: int) -> dict:
+    caps = parse_mode(mode)
+    print(f"\n== mode {mode}: max_word_distance={caps['max_word_distance']}, "
+          f"max_word_edits={caps['max_word_edits']}")
+    t = cpu()
+    scorer = SentenceScorer(lexicon, memo_size=0, **caps)
+    print(f"index build: {cpu() - t:.2f} s CPU (once per worker)")
+
+    # 1. cold: per-batch unique-word cache only
+    cold_tokens, cold_time, cold_scores, search_time, cold_unique = 0, 0.0, [], 0.0, 0
+    index = scorer.index
+    for b in batches[:cold]:
+        toks, _ = tokenize_batch(b)
+        cold_tokens += len(toks)
+        cold_unique += len(set(toks.to_pylist()))
+        search = index.nearest_distance
+        spent = [0.0]
+
+        def timed(words, _search=search, _spent=spent):
+            s = cpu()
+            out = _search(words)
+            _spent[0] += cpu() - s
+            return out
+
+        index.nearest_distance = timed
+        t = cpu()
+        cold_scores.append(scorer.score(b))
+        cold_time += cpu() - t
+        index.nearest_distance = search
+        search_time += spent[0]
+    cold_rate = cold_tokens / cold_time
+    print(f"cold, per-batch cache:  {cold_rate:12,.0f} tokens/s/core ({cold_tokens:,} tokens, {cold_unique:,} unique "
+          f"per batch summed; search {search_time:.2f} s = {1e6 * search_time / cold_unique:.1f} us/unique word, "
+          f"tokenise + means {cold_time - search_time:.2f} s)")
+
+    # 2. stream with the per-worker memo
+    memo_scorer = SentenceScorer(lexicon, memo_size=200_000, **caps)
+    seen: set[str] = set()
+    rows = []
+    for i, b in enumerate(batches):
+        toks, _ = tokenize_batch(b)
+        words = toks.to_pylist()
+        distinct = set(words)
+        novel = len(distinct - seen)  # words this worker has not met before: what the memo cannot answer
+        seen |= distinct
+        t = cpu()
+        scores = memo_scorer.score(b)
+        rows.append((len(words), cpu() - t, novel))
+        if i < cold:
+            assert np.array_equal(scores, cold_scores[i], equal_nan=True), "memo changed the scores"
+    tokens = sum(r[0] for r in rows)
+    total = sum(r[1] for r in rows)
+    stream_rate = tokens / total
+    per_batch = [r[0] / r[1] for r in rows]
+    q = max(1, len(rows) // 4)
+    print(f"stream, + worker memo:  {stream_rate:12,.0f} tokens/s/core over {tokens:,} tokens in {len(rows)} "
+          f"batches")
+    for name, seg in (("first batch", rows[:1]), ("first quarter", rows[:q]), ("last quarter", rows[-q:])):
+        n_tok, n_time, n_novel = (sum(r[k] for r in seg) for k in range(3))
+        print(f"    {name:14s} {n_tok / n_time:12,.0f} tokens/s/core, new words per token {n_novel / n_tok:.1%}")
+    print(f"    per batch: median {statistics.median(per_batch):,.0f}, best {max(per_batch):,.0f} tokens/s/core")
+
+    # 3. brute force with the same caps on a sample of each cold batch's unique words
+    srng = random.Random(seed + 1)
+    brute_time, sampled, identical, max_diff = 0.0, 0, True, 0.0
+    for b in batches[:cold]:
+        toks, _ = tokenize_batch(b)
+        unique = sorted(set(toks.to_pylist()))
+        sample = srng.sample(unique, min(brute_sample, len(unique)))
+        t = cpu()
+        ref = brute_force_nearest(sample, lexicon.words, caps["max_word_distance"], caps["max_word_edits"])
+        brute_time += (cpu() - t) * len(unique) / len(sample)
+        sampled += len(sample)
+        got = scorer.index.nearest_distance(sample)
+        max_diff = max(max_diff, float(np.abs(got - ref).max()))
+        identical &= bool(np.array_equal(got, ref))
+    brute_rate = cold_tokens / brute_time
+    per_word = brute_time / cold_unique
+    print(f"brute-force cdist, per-batch cache: {brute_rate:10,.0f} tokens/s/core; every token: "
+          f"{1 / per_word:,.0f} tokens/s/core (timed on {sampled} sampled unique words, scaled)")
+    print(f"ratio: cold stage / brute force with the same cache {cold_rate / brute_rate:.1f}x, "
+          f"per token {cold_rate * per_word:.0f}x; stream with memo / brute force per batch "
+          f"{stream_rate / brute_rate:.0f}x")
+    print(f"identical nearest distances on {sampled} sampled words: {identical} (max |diff| {max_diff:g})")
+
+    # 4. sentence scores from brute-force word distances
+    sample_sentences = batches[0][:300].to_pylist()
+    toks, tok_rows = tokenize_batch(sample_sentences)
+    words = toks.to_pylist()
+    unique = sorted(set(words))
+    ref = dict(zip(unique, brute_force_nearest(unique, lexicon.words, caps["max_word_distance"],
+                                               caps["max_word_edits"]).astype(np.float64).tolist()))
+    sums = np.bincount(tok_rows, [ref[w] for w in words], minlength=len(sample_sentences))
+    expected = (sums / np.bincount(tok_rows, minlength=len(sample_sentences))).astype(np.float32)
+    same = bool(np.array_equal(cold_scores[0][:len(sample_sentences)], expected, equal_nan=True))
+    print(f"identical sentence scores on {len(sample_sentences)} sentences: {same}")
+    return {"mode": mode, "cold": cold_rate, "stream": stream_rate, "last": per_batch[-1],
+            "median": statistics.median(per_batch), "brute": brute_rate, "identical": identical and same}
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lexicon-words", type=int, default=50_000)
-    ap.add_argument("--sentences", type=int, default=40_000)
+    ap.add_argument("--stream-sentences", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=4096)
-    ap.add_argument("--brute-sample", type=int, default=1500, help="unique words per batch timed by brute force")
-    ap.add_argument("--max-deletes", type=int, default=1)
+    ap.add_argument("--cold-batches", type=int, default=3, help="batches timed with the per-batch cache only")
+    ap.add_argument("--brute-sample", type=int, default=800, help="unique words per batch timed by brute force")
+    ap.add_argument("--modes", default="exact,distance=0.5,edits=1,edits=2")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    rng = random.Random(args.seed)
-    lexicon = make_lexicon(args.lexicon_words, rng)
-    sentences = make_sentences(lexicon, args.sentences, rng)
-    batches = [sentences[i:i + args.batch] for i in range(0, len(sentences), args.batch)]
-    tokens_per_batch, unique_per_batch = [], []
-    for b in batches:
-        toks, _ = tokenize_batch(b)
-        tokens_per_batch.append(len(toks))
-        unique_per_batch.append(len(set(toks.to_pylist())))
-    n_tokens, n_unique = sum(tokens_per_batch), sum(unique_per_batch)
+    lexicon = make_lexicon(args.lexicon_words, random.Random(args.seed))
+    sentences = make_sentences(lexicon, args.stream_sentences, args.seed)
+    # the stage receives each batch's text column as an Arrow array
+    batches = [pa.array(sentences[i:i + args.batch], pa.string()) for i in range(0, len(sentences), args.batch)]
     lengths = np.array([len(w) for w in lexicon.words])
     print(f"lexicon: {len(lexicon)} words, lengths {lengths.min()}-{lengths.max()} (mean {lengths.mean():.1f})")
-    print(f"candidates: {len(sentences)} sentences, {n_tokens} tokens in {len(batches)} batches of {args.batch}; "
-          f"{n_unique} unique words summed over batches ({n_unique / n_tokens:.1%} of tokens)")
-
-    start = time.perf_counter()
-    scorer = SentenceScorer(lexicon, max_deletes=args.max_deletes, memo_size=0)
-    print(f"index build (max_deletes={args.max_deletes}): {time.perf_counter() - start:.2f} s (once per worker)")
-
-    # 1. stage core, per-batch unique-word cache only
-    scores, search_time = [], 0.0
-    search = scorer.index.nearest_distance
-
-    def timed_search(words, _search=search):
-        nonlocal search_time
-        t = time.perf_counter()
-        out = _search(words)
-        search_time += time.perf_counter() - t
-        return out
-
-    scorer.index.nearest_distance = timed_search
-    start = time.perf_counter()
-    for b in batches:
-        scores.append(scorer.score(b))
-    core = time.perf_counter() - start
-    scorer.index.nearest_distance = search
-    core_rate = n_tokens / core
-    print(f"stage core, per-batch cache:   {core_rate:12,.0f} tokens/s/core  ({core:.2f} s; nearest-word search "
-          f"{search_time:.2f} s, tokenise + means {core - search_time:.2f} s)")
-    print(f"nearest-word search, unique:   {n_unique / search_time:12,.0f} unique words/s/core")
-
-    # 2. the same stream with the per-worker memo (what LexicalFilter runs with)
-    memo_scorer = SentenceScorer(lexicon, max_deletes=args.max_deletes, memo_size=200_000)
-    memo_scores, memo_times = [], []
-    for b in batches:
-        t = time.perf_counter()
-        memo_scores.append(memo_scorer.score(b))
-        memo_times.append(time.perf_counter() - t)
-    memo = sum(memo_times)
-    print(f"stage core, + worker memo:     {n_tokens / memo:12,.0f} tokens/s/core  ({memo:.2f} s over the stream; "
-          f"first batch {tokens_per_batch[0] / memo_times[0]:,.0f}, last batch "
-          f"{tokens_per_batch[-1] / memo_times[-1]:,.0f} tokens/s)")
-    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(scores, memo_scores))
-
-    # 3. brute force on a sample of each batch's unique words, scaled to all of them
-    brute_time, sampled, identical, max_diff = 0.0, 0, True, 0.0
-    srng = random.Random(args.seed + 1)
-    for b in batches:
-        toks, _ = tokenize_batch(b)
-        unique = sorted(set(toks.to_pylist()))
-        sample = srng.sample(unique, min(args.brute_sample, len(unique)))
-        t = time.perf_counter()
-        ref = brute_force_nearest(sample, lexicon.words)
-        brute_time += (time.perf_counter() - t) * len(unique) / len(sample)
-        sampled += len(sample)
-        got = scorer.index.nearest_distance(sample)
-        max_diff = max(max_diff, float(np.abs(got - ref).max()))
-        identical &= bool(np.array_equal(got, ref))
-    brute_rate = n_tokens / brute_time
-    per_word = brute_time / n_unique
-    print(f"brute-force cdist, every token:     {1 / per_word:12,.0f} tokens/s/core  (timed on {sampled} of "
-          f"{n_unique} unique words, scaled)")
-    print(f"brute-force cdist, per-batch cache: {brute_rate:12,.0f} tokens/s/core, {1 / per_word:,.0f} "
-          f"unique words/s/core")
-    print(f"ratio stage core / brute force: {core_rate / brute_rate:.1f}x with the same per-batch cache, "
-          f"{core_rate * per_word:.0f}x against brute force per token; search alone on unique words: "
-          f"{brute_time / search_time:.1f}x")
-    print(f"identical nearest distances on the {sampled} sampled words: {identical} (max |diff| {max_diff:g})")
-
-    # 4. sentence scores from brute-force distances, on a sample of sentences
-    sample_sentences = sentences[:300]
-    toks, rows = tokenize_batch(sample_sentences)
-    words = toks.to_pylist()
-    unique = sorted(set(words))
-    ref = dict(zip(unique, brute_force_nearest(unique, lexicon.words).astype(np.float64).tolist()))
-    total = np.bincount(rows, [ref[w] for w in words], minlength=len(sample_sentences))
-    expected = (total / np.bincount(rows, minlength=len(sample_sentences))).astype(np.float32)
-    same = np.array_equal(scores[0][:len(sample_sentences)], expected, equal_nan=True)
-    print(f"identical sentence scores on {len(sample_sentences)} sentences: {same}")
-    target = 1_000_000
-    print(f"target >= {target:,} tokens/s/core: per-batch cache {'met' if core_rate >= target else 'NOT met'}, "
-          f"with worker memo {'met' if n_tokens / memo >= target else 'NOT met'}")
+    first, _ = tokenize_batch(batches[0])
+    print(f"candidates: {len(sentences):,} sentences in {len(batches)} batches of {args.batch}; first batch "
+          f"{len(first):,} tokens, {len(set(first.to_pylist())) / len(first):.1%} unique")
+    results = [bench_mode(m, lexicon, batches, args.cold_batches, args.brute_sample, args.seed)
+               for m in args.modes.split(",")]
+    print(f"\n{'mode':22s} {'cold':>12s} {'stream+memo':>12s} {'median batch':>13s} {'brute(cache)':>13s}  "
+          f"identical  >= {TARGET:,}/s (stream)")
+    for r in results:
+        print(f"{r['mode']:22s} {r['cold']:12,.0f} {r['stream']:12,.0f} {r['median']:13,.0f} {r['brute']:13,.0f}  "
+              f"{r['identical']!s:9s}  {'met' if r['stream'] >= TARGET else 'NOT met'}")
 
 
 if __name__ == "__main__":

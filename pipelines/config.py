@@ -60,6 +60,12 @@ class LexFilterConfig(_Strict):
     keep_fraction: float | None = Field(None, gt=0.0, le=1.0, description="or keep the closest fraction")
     compare: dict[str, str] = Field(default_factory=dict,
                                     description="language -> lexicon: distance of each to the target, in the report")
+    max_word_distance: float | None = Field(
+        None, ge=0.0, lt=1.0,
+        description="normalised cap: a word with no lexicon word within it counts as 1.0 (None: exact nearest)")
+    max_word_edits: int | None = Field(
+        None, ge=0, le=3,
+        description="only lexicon words within this many edits count, else 1.0; 1 = fast mode (>= 1M tokens/s/core)")
 
     @model_validator(mode="after")
     def _one_selection(self):

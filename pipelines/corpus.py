@@ -51,7 +51,8 @@ def _steps(config: JobConfig, model_path: str | None) -> list[tuple[str, beam.PT
         xc = config.lexfilter
         steps.append((lexfilter.STAGE, lexfilter.LexicalFilter(lexfilter.LexFilterOptions(
             lexicon=xc.lexicon, metric=xc.metric, weighting=xc.weighting, threshold=xc.threshold,
-            keep_fraction=xc.keep_fraction, langs=tuple(langid.normalize_lang_code(c) for c in xc.langs)))))
+            keep_fraction=xc.keep_fraction, langs=tuple(langid.normalize_lang_code(c) for c in xc.langs),
+            max_word_distance=xc.max_word_distance, max_word_edits=xc.max_word_edits))))
     if config.transliterate.enabled:
         tc = config.transliterate
         policies = {k if k == transliterate.ANY_LANGUAGE else langid.normalize_lang_code(k): v

@@ -117,6 +117,109 @@ def test_nearest_distance_at_scale_matches_cdist_and_memo():
     np.testing.assert_array_equal(clone.nearest_distance(queries), expected)
 
 
+def capped_brute(word: str, lexicon: list[str], max_distance=None, max_edits=None) -> float:
+    """Nearest normalised distance among words within the caps, else 1.0 (independent reference)."""
+    within = [levenshtein(word, w) / max(len(word), len(w), 1) for w in lexicon
+              if max_edits is None or levenshtein(word, w) <= max_edits]
+    within = [d for d in within if max_distance is None or d <= max_distance]
+    return min(within, default=1.0)
+
+
+@pytest.mark.parametrize("max_distance, max_edits", [(0.5, None), (1 / 3, None), (0.0, None), (None, 1),
+                                                     (None, 2), (None, 0), (0.25, 2), (0.5, 3)])
+def test_capped_search_equals_brute_force_with_the_same_cap(random_case, max_distance, max_edits):
+    lexicon, queries, _ = random_case
+    expected = np.array([capped_brute(q, lexicon, max_distance, max_edits) for q in queries], np.float32)
+    index = NearestWordIndex(lexicon, max_distance=max_distance, max_edits=max_edits, memo_size=64)
+    for _ in range(2):  # second round partly from the memo
+        np.testing.assert_array_equal(index.nearest_distance(queries), expected)
+    np.testing.assert_array_equal(lexfilter.brute_force_nearest(queries, lexicon, max_distance, max_edits), expected)
+    clone = pickle.loads(pickle.dumps(index))
+    assert (clone.max_distance, clone.max_edits) == (index.max_distance, index.max_edits)
+    np.testing.assert_array_equal(clone.nearest_distance(queries), expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text("abcə", min_size=1, max_size=8), min_size=1, max_size=25),
+       st.lists(st.text("abcdə", max_size=10), max_size=15),
+       st.sampled_from([None, 0.2, 0.34, 0.5, 0.75]), st.sampled_from([None, 0, 1, 2, 3]), st.integers(0, 2))
+def test_capped_search_property(lexicon, queries, max_distance, max_edits, max_deletes):
+    index = NearestWordIndex(lexicon, max_deletes=max_deletes, max_distance=max_distance, max_edits=max_edits)
+    expected = [capped_brute(q, sorted(set(lexicon)), max_distance, max_edits) for q in queries]
+    np.testing.assert_array_equal(index.nearest_distance(queries), np.array(expected, np.float32))
+
+
+def test_caps_at_scale_match_cdist_with_score_cutoff():
+    rng = random.Random(4)
+    syllables = [c + v for c in "bdgkmnpstʃ" for v in "aeiouə"]
+    lexicon = list({"".join(rng.choice(syllables) for _ in range(rng.randint(1, 6))) for _ in range(3000)})
+    queries = ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 7))) for _ in range(300)]
+    queries += [w.replace("a", "o", 1) for w in lexicon[:100]] + ["x" * 40, "ba" * 17]
+    cutoff = process.cdist(queries, lexicon, scorer=Levenshtein.normalized_distance, score_cutoff=0.4,
+                           dtype=np.float32).min(axis=1)
+    np.testing.assert_array_equal(NearestWordIndex(lexicon, max_distance=0.4).nearest_distance(queries), cutoff)
+    raw = process.cdist(queries, lexicon, scorer=Levenshtein.distance, dtype=np.int32)
+    longer = np.maximum.outer([len(q) for q in queries], [len(w) for w in lexicon])
+    within_one = np.where(raw <= 1, raw / longer, 1.0).min(axis=1).astype(np.float32)
+    np.testing.assert_array_equal(NearestWordIndex(lexicon, max_edits=1).nearest_distance(queries), within_one)
+
+
+def test_memo_is_bounded_keeps_frequent_words_and_never_changes_results():
+    rng = random.Random(9)
+    lexicon = sorted({random_word(rng, "abcde", 2, 8) for _ in range(400)})
+    index = NearestWordIndex(lexicon, memo_size=40)
+    reference = NearestWordIndex(lexicon)
+    frequent = [random_word(rng, "abcdef", 2, 9) for _ in range(5)]
+    calls = []
+    real_search = index._search
+
+    def counting(words, array=None):
+        calls.append(list(words))
+        return real_search(words, array)
+
+    index._search = counting
+    for step in range(30):  # each batch: the frequent words plus a tail of new ones
+        batch = frequent + [random_word(rng, "abcdef", 2, 9) for _ in range(15)]
+        np.testing.assert_array_equal(index.nearest_distance(batch), reference.nearest_distance(batch))
+        assert len(index._memo) + len(index._memo_old) <= 40
+    searched = [w for call in calls[1:] for w in call]
+    assert not set(frequent) & set(searched)  # found again in one of the two generations every time
+    assert len(calls) == 30 and all(len(c) <= 15 for c in calls[1:])
+
+
+def test_fast_tokens_are_the_tokens_of_each_row():
+    rng = random.Random(5)
+    alphabet = "abcXYZ '-,.!?\t\n\x0012"
+    for _ in range(300):
+        texts = [None if rng.random() < 0.1 else "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 25)))
+                 for _ in range(rng.randint(0, 6))]
+        for lower in (True, False):
+            tokens, rows = tokenize_batch(texts, lower)
+            fast_tokens, fast_rows = lexfilter.token_rows(texts, lower)
+            assert list(zip(fast_rows.tolist(), fast_tokens.to_pylist())) == list(
+                zip(rows.tolist(), tokens.to_pylist())), texts
+    non_ascii = ["Élève ng’ombe", "abc"]
+    assert lexfilter.token_rows(non_ascii)[0].to_pylist() == ["élève", "ng'ombe", "abc"]
+
+
+def test_capped_options_reach_the_scorer(tmp_path):
+    opts = LexFilterOptions(lexicon=write_target(tmp_path), threshold=0.4, max_word_edits=1, max_word_distance=0.3)
+    scorer = lexfilter._load_scorer(opts)
+    assert (scorer.index.max_edits, scorer.index.max_distance) == (1, 0.3)
+    text = "mwalimo xyzzy kitabu"  # one edit, nothing near, exact
+    assert scorer.score([text])[0] == pytest.approx((1 / 7 + 1.0 + 0.0) / 3, abs=1e-6)
+    assert scorer.score([text])[0] == pytest.approx(sentence_brute_capped(text, TARGET, 0.3, 1), abs=1e-6)
+    with pytest.raises(ValueError, match="max_word_distance"):
+        LexFilterOptions(lexicon="x", threshold=0.1, max_word_distance=1.0)
+    with pytest.raises(ValueError, match="max_word_edits"):
+        LexFilterOptions(lexicon="x", threshold=0.1, max_word_edits=4)
+
+
+def sentence_brute_capped(text: str, lexicon: list[str], max_distance, max_edits) -> float:
+    tokens = REF_WORD.findall(text.lower())
+    return sum(capped_brute(t, lexicon, max_distance, max_edits) for t in tokens) / len(tokens)
+
+
 def test_empty_lexicon_is_an_error():
     with pytest.raises(ValueError, match="at least one"):
         NearestWordIndex([])

@@ -258,3 +258,18 @@ def test_output_on_an_object_store(tmp_path):
     assert (local / "report.json").exists() and not list((tmp_path / "bucket" / "runs").glob("demo.tmp-*"))
     with pytest.raises(OutputExistsError):
         run_corpus(demo_config("teststore://runs/demo"))
+
+
+def test_lexfilter_fast_mode_reaches_the_stage_from_config(tmp_path, demo_run):
+    """lexfilter.max_word_edits (the >= 1M tokens/s mode) reaches the stage: far words
+    count as 1.0, so at the demo's threshold every Swahili row scores too far."""
+    _, exact = demo_run
+    config = load_config(demo_config_path(), overrides=[f"output.path={tmp_path / 'fast'}",
+                                                        "lexfilter.max_word_edits=1"])
+    fast = run_corpus(config)
+    assert fast["config"]["lexfilter"]["max_word_edits"] == 1
+    before = {r["stage"]: r for r in exact["stages"]}["lexfilter"]
+    after = {r["stage"]: r for r in fast["stages"]}["lexfilter"]
+    assert after["rejected"]["lexically_distant"] > before["rejected"]["lexically_distant"]
+    dd = datasets.load_from_disk(str(tmp_path / "fast"))
+    assert "swa" not in {lang for s in dd.values() for lang in s["lang"]}
