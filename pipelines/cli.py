@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from importlib.resources import files
 from pathlib import Path
@@ -293,7 +294,52 @@ def _run(args, beam_args: list[str]) -> int:
                       f"submitted" + (f"; job spec: {report['job_file']}" if report["job_file"] else ""))
         return 0
     _summary(report, config.output.path)
+    if args.command == "demo":
+        _demo_projection(config.output.path, beam_args)
     return 0
+
+
+DEMO_NER = "demo-ner-en.jsonl"  # English NER sample of the synthetic pair's demo split
+REFERENCE_MT = "synth-en-xx"  # the project's own small en -> xx CTranslate2 model
+
+
+def _demo_projection(out: str, beam_args: list[str]) -> None:
+    """The demo's second job: project the bundled English NER sample into the synthetic
+    language with the reference model (constrained decoding) -> OUT/projection."""
+    from xlcorpus.pipelines.projection import ProjectionJob, run_projection
+    from xlcorpus.transforms.mt_backend import MTOptions
+    from xlcorpus.transforms.projection import ProjectionOptions
+    from xlcorpus.transforms.resources import shipped_dir
+
+    target = os.path.join(out, "projection")
+    job = ProjectionJob(inputs=[str(demo_config_path().parent / DEMO_NER)], output=target, overwrite=True,
+                        mt=MTOptions(str(shipped_dir("models") / REFERENCE_MT), "marian", source_eos=False),
+                        projection=ProjectionOptions(method="constrained", mode="translate-train"))
+    with console.status("projecting the English NER sample into the synthetic language..."):
+        report = run_projection(job, beam_args)
+    import datasets
+
+    rows = datasets.load_from_disk(target)
+    table = Table(title=f"label projection (constrained decoding, {REFERENCE_MT}) -> {target}")
+    table.add_column("English (source)")
+    table.add_column("projected")
+    for row in rows.select(range(min(5, rows.num_rows))):
+        table.add_row(_marked(row["src_text"], row["src_spans"]), _marked(row["text"], row["spans"]))
+    console.print(table)
+    a = report["accounting"]
+    console.print(f"{a['in']} sentences: {a['kept']} projected, {a['rejected']} rejected "
+                  f"({report['retention']['constrained']['rejected_by_reason']}), {a['dead_letter']} dead-letter")
+
+
+def _marked(text: str, spans: list[dict]) -> str:
+    """``text`` with each span shown as [words]LABEL (rich markup escaped)."""
+    from rich.markup import escape
+
+    out, at = [], 0
+    for sp in sorted(spans or [], key=lambda s: s["start"]):
+        out += [escape(text[at:sp["start"]]), f"[bold]\\[{escape(text[sp['start']:sp['end']])}][/]{sp['label']}"]
+        at = sp["end"]
+    return "".join(out + [escape(text[at:])])
 
 
 def _summary(report: dict, out: str) -> None:
