@@ -1,0 +1,170 @@
+"""Projection benchmark on held-out synthetic sentences with the reference model.
+
+    python bench/projection.py [--n 1000] [--model transforms/models/synth-en-xx] [--seed 7]
+
+Per method (constrained, marker, alignment): span F1 (exact match against the gold
+target word spans; a rejected sentence predicts nothing), F1 on the kept sentences,
+retention, sentences/s (and its ratio to the raw CTranslate2 translate_batch of the
+same sentences), model calls and sequences per sentence. For constrained, the pruned
+search is compared with exhaustive scoring: scored placements, sequences through the
+model, and agreement of the answers.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/tokenize.py would shadow the standard library's tokenize (imported by pandas via
+# Beam): drop this script's folder from the import path first.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse
+import json
+import os
+import time
+from collections import Counter
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def span_set(text: str, spans) -> Counter:
+    """Spans as (surface string, label): comparable across translations of different
+    wording, identical to offset matching when the translation is the gold text."""
+    return Counter((text[s["start"]:s["end"]], s["label"]) for s in spans)
+
+
+def f1(tp: int, n_pred: int, n_gold: int) -> tuple[float, float, float]:
+    p = tp / n_pred if n_pred else 0.0
+    r = tp / n_gold if n_gold else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def evaluate(results, pairs, word_span) -> dict:
+    tp = n_pred = n_gold = 0
+    tp_k = pred_k = gold_k = 0
+    kept = 0
+    reasons: Counter = Counter()
+    for res, pair in zip(results, pairs):
+        gold = Counter((pair.tgt_text[s:e], lab) for s, e, lab in pair.tgt_word_spans)
+        n_gold += sum(gold.values())
+        if res.reason is not None:
+            reasons[res.reason] += 1
+            continue
+        kept += 1
+        widened = []
+        for s in res.spans:  # methods that place spans inside words are scored on whole words
+            a, b = word_span(res.text, s["start"], s["end"])
+            widened.append({"start": a, "end": b, "label": s["label"]})
+        pred = span_set(res.text, widened)
+        hit = sum((pred & gold).values())
+        tp += hit
+        n_pred += sum(pred.values())
+        tp_k += hit
+        pred_k += sum(pred.values())
+        gold_k += sum(gold.values())
+    p, r, f = f1(tp, n_pred, n_gold)
+    return {"precision": p, "recall": r, "f1": f, "f1_kept": f1(tp_k, pred_k, gold_k)[2],
+            "retention": kept / len(pairs), "rejected": dict(reasons.most_common())}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--model", default=str(ROOT / "transforms" / "models" / "synth-en-xx"))
+    ap.add_argument("--convention", default=None, help="default: from the model's languages.json, else marian")
+    ap.add_argument("--source-eos", action="store_true", help="append </s> to the source (the reference model: no)")
+    ap.add_argument("--src-lang", default=None)
+    ap.add_argument("--tgt-lang", default=None)
+    ap.add_argument("--beam-size", type=int, default=4)
+    ap.add_argument("--max-len", type=int, default=96, help="max_decoding_length (pieces)")
+    ap.add_argument("--batch", type=int, default=64, help="sentences per projection call")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--methods", default="constrained,marker,alignment")
+    ap.add_argument("--no-exhaustive", action="store_true")
+    ap.add_argument("--score-chunk", type=int, default=1, help="constrained: placements scored per request")
+    ap.add_argument("--json", help="also write the numbers here")
+    args = ap.parse_args(argv)
+
+    from xlcorpus.transforms import synthetic_pair as sp
+    from xlcorpus.transforms.mt_backend import MTBackend, MTOptions
+    from xlcorpus.transforms.projection import ProjectionOptions, Projector
+
+    meta_path = Path(args.model) / "languages.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    conv = args.convention or meta.get("convention", "marian")
+    src_lang = args.src_lang or meta.get("src_lang", None if conv == "marian" else sp.SRC_LANG)
+    tgt_lang = args.tgt_lang or meta.get("tgt_lang", None if conv == "marian" else sp.TGT_LANG)
+    opts = MTOptions(args.model, conv, src_lang, tgt_lang, beam_size=args.beam_size, intra_threads=args.threads,
+                     max_decoding_length=args.max_len, source_eos=args.source_eos or meta.get("source_eos", False))
+    fw = MTBackend(opts)
+    pairs = sp.generate(args.n, seed=args.seed, split=args.split)
+    texts = [p.src_text for p in pairs]
+    spans = [[{"start": s, "end": e, "label": lab} for s, e, lab in p.src_spans] for p in pairs]
+    n_ents = sum(len(s) for s in spans)
+    print(f"{len(pairs)} held-out sentences ({args.split}, seed {args.seed}), {n_ents} entities; model {args.model} "
+          f"({conv}, {src_lang}->{tgt_lang}, beam {args.beam_size}, {args.threads} threads)", flush=True)
+
+    # the raw library on the same input: plain translation, nothing projected (after a warm-up)
+    fw.translator.translate_batch([fw.source_tokens(t) for t in texts[:32]], beam_size=args.beam_size)
+    t0 = time.perf_counter()
+    raw = fw.translator.translate_batch([fw.source_tokens(t) for t in texts], target_prefix=(
+        [fw.target_prefix] * len(texts) if fw.target_prefix else None), beam_size=args.beam_size,
+        max_batch_size=opts.max_batch_tokens, batch_type="tokens", max_decoding_length=args.max_len)
+    raw_s = time.perf_counter() - t0
+    raw_rate = len(texts) / raw_s
+    exact = sum(fw.decode(r.hypotheses[0][len(fw.target_prefix):]) == p.tgt_text for r, p in zip(raw, pairs))
+    print(f"raw ctranslate2 translate_batch: {raw_rate:.1f} sentences/s; translation == gold for "
+          f"{exact / len(pairs):.1%}", flush=True)
+
+    rows, out = [], {"n": len(pairs), "entities": n_ents, "raw_sentences_per_s": raw_rate}
+    results_by = {}
+    variants = [(m, False) for m in args.methods.split(",")]
+    if "constrained" in args.methods and not args.no_exhaustive:
+        variants.append(("constrained", True))
+    for method, exhaustive in variants:
+        proj = Projector(ProjectionOptions(method=method, labels=sp.LABELS, exhaustive=exhaustive,
+                                           beam_size=args.beam_size, score_chunk=args.score_chunk), fw)
+        fw.counters.calls = fw.counters.sequences = 0
+        t0 = time.perf_counter()
+        res = []
+        for k in range(0, len(texts), args.batch):
+            res.extend(proj.project(texts[k:k + args.batch], spans[k:k + args.batch]))
+        secs = time.perf_counter() - t0
+        name = method + (" (exhaustive)" if exhaustive else "")
+        results_by[name] = res
+        ev = evaluate(res, pairs, sp.word_span)
+        row = {"method": name, **ev, "sentences_per_s": len(pairs) / secs, "vs_raw": len(pairs) / secs / raw_rate,
+               "calls_per_sentence": fw.counters.calls / len(pairs),
+               "sequences_per_sentence": fw.counters.sequences / len(pairs),
+               "scored_per_entity": sum(r.scored for r in res) / max(n_ents, 1)}
+        rows.append(row)
+        print(f"  {name:<26} F1 {ev['f1']:.3f} (kept {ev['f1_kept']:.3f})  retention {ev['retention']:.1%}  "
+              f"{row['sentences_per_s']:.1f} sent/s ({row['vs_raw']:.2f}x raw)  "
+              f"calls/sent {row['calls_per_sentence']:.2f}  seqs/sent {row['sequences_per_sentence']:.1f}  "
+              f"rejected {ev['rejected']}", flush=True)
+    out["methods"] = rows
+    if "constrained" in results_by and "constrained (exhaustive)" in results_by:
+        a, b = results_by["constrained"], results_by["constrained (exhaustive)"]
+        agree = sum((x.reason, x.spans) == (y.reason, y.spans) for x, y in zip(a, b)) / len(a)
+        sa, sb = sum(x.scored for x in a), sum(x.scored for x in b)
+        qa, qb = sum(x.sequences for x in a), sum(x.sequences for x in b)
+        out["constrained_vs_exhaustive"] = {"agreement": agree, "scored": [sa, sb], "scored_ratio": sa / max(sb, 1),
+                                            "sequences": [qa, qb], "sequences_ratio": qa / max(qb, 1)}
+        print(f"constrained vs exhaustive: same answers on {agree:.1%} of sentences; scored placements "
+              f"{sa} vs {sb} ({sa / max(sb, 1):.3f}x); sequences through the model {qa} vs {qb} "
+              f"({qa / max(qb, 1):.3f}x)")
+    f = {r["method"]: r["f1"] for r in rows}
+    if {"constrained", "marker", "alignment"} <= set(f):
+        print(f"goal constrained F1 > marker F1 > alignment F1: "
+              f"{f['constrained'] > f['marker'] > f['alignment']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    sys.exit(main())

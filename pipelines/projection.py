@@ -1,0 +1,225 @@
+"""The projection job: NER input -> label projection -> a target-language NER dataset.
+
+    read (CoNLL / JSONL / HF dataset) -> ProjectLabels -> sink
+
+The dataset's ``ner_tags`` are ``Sequence(ClassLabel(names=[O, B-x, I-x, ...]))``;
+rejected rows (no span, conflict, count mismatch, ...) go to ``_rejected/``,
+unreadable or inconsistent records to ``_dead_letter/``, and ``report.json`` counts
+them with the retention rate per method and per reason. ``in == kept + rejected +
+dead_letter`` is checked before the output is published.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from xlcorpus.schemas import (
+    DEAD_LETTER_SCHEMA,
+    PROJECTION_SCHEMA,
+    REJECTED_SCHEMA,
+    output_features,
+)
+from xlcorpus.transforms import dataset_sink, ner_inputs, projection
+from xlcorpus.transforms.accounting import DEAD_LETTER, KEPT, REJECTED
+from xlcorpus.transforms.mt_backend import MTOptions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProjectionJob:
+    inputs: list[str]
+    output: str
+    mt: MTOptions
+    projection: projection.ProjectionOptions = field(default_factory=projection.ProjectionOptions)
+    reader: ner_inputs.NerReaderOptions = field(default_factory=ner_inputs.NerReaderOptions)
+    reverse_mt: MTOptions | None = None  # translate-test: target -> source model (default: mt reversed)
+    predictor: str | None = None  # translate-test: module:function tagging source-language texts
+    splits: dict[str, float] | None = None  # None: one Dataset
+    overwrite: bool = False
+
+
+def features_for(names: list[str]) -> dict:
+    """Features of the projected dataset, with ``ner_tags`` as a ClassLabel sequence."""
+    import datasets
+
+    features = output_features(PROJECTION_SCHEMA)
+    features["ner_tags"] = datasets.Sequence(datasets.ClassLabel(names=list(names)))
+    return features.to_dict()
+
+
+def label_names(job: ProjectionJob, paths: list[str]) -> list[str]:
+    """IOB2 names: given, or an HF input's ClassLabel names, or the entity types found."""
+    po = job.projection
+    if po.label_names or po.labels:
+        return po.iob2_names()
+    fmt = ner_inputs.detect_ner_format(paths[0], job.reader.format) if paths else "jsonl"
+    if fmt == "hf":
+        import datasets
+
+        loaded = datasets.load_from_disk(paths[0])
+        ds = next(iter(loaded.values())) if isinstance(loaded, datasets.DatasetDict) else loaded
+        return ner_inputs.hf_label_names(ds)
+    if po.mode == "translate-test":
+        raise ValueError("translate-test: give the predictor's entity types (--labels)")
+    return projection.iob2_names(ner_inputs.label_types(paths, job.reader))
+
+
+def build_pipeline(p: beam.Pipeline, job: ProjectionJob, paths: list[str], tmp_dir: str, names: list[str]):
+    read = p | "ReadNer" >> ner_inputs.ReadNer(paths, job.reader)
+    opts = job.projection
+    if not opts.label_names:
+        from dataclasses import replace
+
+        opts = replace(opts, label_names=tuple(names))
+    out = read[ner_inputs.DOCS] | "Project" >> projection.ProjectLabels(opts, job.mt, job.reverse_mt, job.predictor)
+    features = {
+        dataset_sink.DATASET: features_for(names),
+        dataset_sink.REJECTED: output_features(REJECTED_SCHEMA).to_dict(),
+        dataset_sink.DEAD_LETTER: output_features(DEAD_LETTER_SCHEMA).to_dict(),
+    }
+    specs = [
+        dataset_sink.SinkSpec(dataset_sink.DATASET, tmp_dir,
+                              dataset_sink.hf_schema(PROJECTION_SCHEMA, features["dataset"]), job.splits),
+        dataset_sink.SinkSpec(dataset_sink.REJECTED, tmp_dir,
+                              dataset_sink.hf_schema(REJECTED_SCHEMA, features["rejected"]), None),
+        dataset_sink.SinkSpec(dataset_sink.DEAD_LETTER, tmp_dir,
+                              dataset_sink.hf_schema(DEAD_LETTER_SCHEMA, features["dead_letter"]), None),
+    ]
+    dead = (read[ner_inputs.DEAD_LETTER], out[DEAD_LETTER]) | "AllDeadLetter" >> beam.Flatten()
+    return ({dataset_sink.DATASET: out[KEPT], dataset_sink.REJECTED: out[REJECTED],
+             dataset_sink.DEAD_LETTER: dead, "input_stats": read[ner_inputs.FILE_STATS]}
+            | "WriteDataset" >> dataset_sink.WriteDataset(tmp_dir, specs, features))
+
+
+def expand_paths(patterns: list[str]) -> list[str]:
+    """Files (globs) or dataset directories."""
+    paths: list[str] = []
+    for pattern in patterns:
+        if os.path.isdir(pattern):
+            paths.append(pattern)
+            continue
+        found = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
+        if not found:
+            raise FileNotFoundError(f"input pattern {pattern!r} matches no file")
+        paths.extend(found)
+    return sorted(set(paths))
+
+
+def run_projection(job: ProjectionJob, beam_args: list[str] | None = None) -> dict:
+    """Run the job; returns the report (also written to OUTPUT/report.json)."""
+    out = os.path.abspath(job.output) if "://" not in job.output else job.output
+    if dataset_sink.output_exists(out) and not job.overwrite:
+        from xlcorpus.pipelines.corpus import OutputExistsError
+
+        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+    if not os.path.isdir(job.mt.model):
+        raise FileNotFoundError(f"--model: {job.mt.model} is not a CTranslate2 model directory")
+    paths = expand_paths(job.inputs)
+    names = label_names(job, paths)
+    options = PipelineOptions(beam_args or [])
+    if options.view_as(StandardOptions).runner is None:
+        options.view_as(StandardOptions).runner = "DirectRunner"
+    tmp_dir = f"{out}.tmp-{uuid.uuid4().hex[:8]}"
+    started = time.time()
+    p = beam.Pipeline(options=options)
+    build_pipeline(p, job, paths, tmp_dir, names)
+    p.run().wait_until_finish()
+    finished = time.time()
+    manifest_path = FileSystems.join(tmp_dir, "_manifest.json")
+    manifest = json.loads(dataset_sink.read_text(manifest_path))
+    FileSystems.delete([manifest_path])
+    report = build_report(manifest, job, names, started, finished)
+    dataset_sink.write_text(FileSystems.join(tmp_dir, "report.json"), json.dumps(report, indent=2, ensure_ascii=False))
+    acct = report["accounting"]
+    if not acct["balanced"]:
+        from xlcorpus.pipelines.corpus import AccountingError
+
+        raise AccountingError(f"rows lost: in={acct['in']} != kept={acct['kept']} + rejected={acct['rejected']} "
+                              f"+ dead_letter={acct['dead_letter']}; partial output kept in {tmp_dir}")
+    dataset_sink.publish(tmp_dir, out)
+    return report
+
+
+def build_report(manifest: dict, job: ProjectionJob, names: list[str], started: float, finished: float) -> dict:
+    records = sum(i["lines"] for i in manifest["inputs"])
+    kept = 0
+    rejected: Counter = Counter()
+    dead: Counter = Counter()
+    for s in manifest["shards"]:
+        if s["kind"] == dataset_sink.DATASET:
+            kept += s["rows"]
+        else:
+            (rejected if s["kind"] == dataset_sink.REJECTED else dead).update(s["counts"])
+
+    def stage(counter: Counter, name: str) -> dict[str, int]:
+        return {k.split(":", 1)[1]: v for k, v in sorted(counter.items()) if k.split(":", 1)[0] == name}
+
+    read_dead = stage(dead, ner_inputs.STAGE)
+    project_in = records - sum(read_dead.values())
+    reasons = stage(rejected, projection.STAGE)
+    method = job.projection.method
+    seconds = max(finished - started, 1e-9)
+    n_rej, n_dead = sum(rejected.values()), sum(dead.values())
+    return {
+        "xlcorpus_version": version("xlcorpus"),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "seconds": round(seconds, 3),
+        "sentences_per_second": round(project_in / seconds, 2),
+        "inputs": manifest["inputs"],
+        "label_names": names,
+        "stages": [
+            {"stage": ner_inputs.STAGE, "in": records, "kept": project_in, "rejected": {}, "dead_letter": read_dead},
+            {"stage": projection.STAGE, "in": project_in, "kept": kept, "rejected": reasons,
+             "dead_letter": stage(dead, projection.STAGE)},
+        ],
+        "retention": {method: {
+            "mode": job.projection.mode, "in": project_in, "kept": kept,
+            "rate": round(kept / project_in, 4) if project_in else None,
+            "rejected_by_reason": {r: {"rows": n, "rate": round(n / project_in, 4)} for r, n in reasons.items()},
+        }},
+        "accounting": {"in": records, "kept": kept, "rejected": n_rej, "dead_letter": n_dead,
+                       "balanced": records == kept + n_rej + n_dead},
+        "models": {"mt": asdict(job.mt), "reverse_mt": asdict(job.reverse_mt) if job.reverse_mt else None,
+                   "predictor": job.predictor},
+        "projection": asdict(job.projection),
+        "shards": [{k: s[k] for k in ("kind", "partition", "split", "path", "rows")} for s in manifest["shards"]],
+    }
+
+
+def run_from_args(args, beam_args: list[str], console) -> int:
+    """``xlcorpus project``: the parsed arguments -> a job, run, summarised on ``console``."""
+    from xlcorpus.transforms.mt_backend import MTOptions
+    from xlcorpus.transforms.ner_inputs import NerReaderOptions
+    from xlcorpus.transforms.projection import ProjectionOptions
+
+    def mt(model, reverse=False):
+        src, tgt = (args.tgt_lang, args.src_lang) if reverse else (args.src_lang, args.tgt_lang)
+        return MTOptions(model, args.convention, src, tgt, sp_model=None if reverse else args.sp_model,
+                         device=args.device, compute_type=args.compute_type, beam_size=args.beam_size,
+                         max_batch_tokens=args.max_batch_tokens, source_eos=not args.no_source_eos)
+
+    labels = tuple(x.strip() for x in args.labels.split(",") if x.strip()) if args.labels else ()
+    job = ProjectionJob(
+        inputs=args.input, output=args.output, mt=mt(args.model),
+        projection=ProjectionOptions(method=args.method, mode=args.mode, labels=labels, exhaustive=args.exhaustive),
+        reader=NerReaderOptions(format=args.format, require_spans=args.mode == "translate-train"),
+        reverse_mt=mt(args.reverse_model, True) if args.reverse_model else None, predictor=args.predictor,
+        overwrite=args.overwrite)
+    with console.status(f"projecting labels ({args.method}, {args.mode})..."):
+        report = run_projection(job, beam_args)
+    a, r = report["accounting"], report["retention"][args.method]
+    console.print(f"in {a['in']} = kept {a['kept']} + rejected {a['rejected']} + dead-letter {a['dead_letter']}; "
+                  f"retention {r['rate']}; rejected by reason: {r['rejected_by_reason']}")
+    console.print(f"load it: datasets.load_from_disk({args.output!r}); report: {args.output}/report.json")
+    return 0
