@@ -1,7 +1,7 @@
 """Recipe of the reference translation model ``transforms/models/synth-en-xx``.
 
     python bench/train_reference_mt.py [--out transforms/models/synth-en-xx] [--minutes 19]
-        [--pairs 150000] [--marked 0.3] [--seed 1] [--threads 1] [--eval 1000]
+        [--pairs 150000] [--marked 0.2] [--marked-all 0.15] [--seed 1] [--threads 1] [--eval 1000]
 
 The defaults are the shipped model's recipe (about 21 minutes on one core of a shared
 2-core CPU: ~25 s data and SentencePiece, 19 min training, ~15 s conversion and evaluation).
@@ -10,7 +10,10 @@ One torch thread: with other processes on the 2 cores, 2 threads ran 3x slower p
 Steps, all seeded:
 1. ``synthetic_pair.generate(pairs, seed, "train")``; a ``--marked`` share of the
    examples is a marked copy (``synthetic_pair.marked``: ``[ ... ]`` around one entity
-   on both sides) so the model learns to carry the markers, as EasyProject fine-tunes NLLB.
+   on both sides; what constrained projection scores) and a ``--marked-all`` share is
+   the copy with every entity marked (``synthetic_pair.marked_all``; what the marker
+   method translates), so the model learns to carry the markers, as EasyProject
+   fine-tunes NLLB with all entities marked. Unmarked pairs stay the majority.
 2. A joint SentencePiece BPE model (``--vocab`` pieces; unigram cut this data into twice
    as many pieces) where ``▁[`` and ``▁]`` are user-defined pieces, so a marker is
    always one piece and never changes the pieces of the words around it.
@@ -24,8 +27,10 @@ Steps, all seeded:
    torch log-probs) before the int8 save.
 5. Evaluation on ``--eval`` held-out pairs (``split="test"``: every sentence has a
    held-out name word): exact match of the unmarked translation (greedy and beam 4),
-   and the rate at which a marked source yields exactly one ``[ ]`` pair whose
-   word span is the gold word span. Numbers go to ``eval.json`` in the model dir.
+   the rate at which a marked source yields exactly one ``[ ]`` pair whose
+   word span is the gold word span, and the rates at which an all-entities-marked
+   source yields as many ``[ ]`` pairs as entities / the exact gold marked target.
+   Numbers go to ``eval.json`` in the model dir.
 
 Source sequences are SentencePiece pieces only (no ``</s>``, no language token);
 the decoder starts from ``<s>``: the "Marian / none" convention of the MT backend.
@@ -40,13 +45,13 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import random  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import math
+import random
+import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "transforms" / "models" / "synth-en-xx"
@@ -64,12 +69,16 @@ def _synthetic():
 
 
 # --- data ---------------------------------------------------------------------------
-def make_examples(n_pairs: int, seed: int, marked_share: float, split: str = "train"):
+def make_examples(n_pairs: int, seed: int, marked_share: float, split: str = "train",
+                  marked_all_share: float = 0.0):
     sp = _synthetic()
     rng = random.Random(f"marking:{split}:{seed}")
     out = []
     for p in sp.generate(n_pairs, seed, split):
-        if p.src_spans and rng.random() < marked_share:
+        r = rng.random()
+        if p.src_spans and r < marked_all_share:
+            out.append(sp.marked_all(p))
+        elif p.src_spans and r < marked_all_share + marked_share:
             out.append(sp.marked(p, rng.randrange(len(p.src_spans))))
         else:
             out.append((p.src_text, p.tgt_text))
@@ -98,8 +107,8 @@ def train_spm(examples, prefix: Path, vocab: int, seed: int):
 def build_model(vocab: int, d: int, heads: int, ffn: int, enc_layers: int, dec_layers: int,
                 dropout: float, max_len: int = 256):
     import torch
-    import torch.nn as nn
     import torch.nn.functional as F
+    from torch import nn
 
     eps = 1e-6
 
@@ -123,7 +132,7 @@ def build_model(vocab: int, d: int, heads: int, ffn: int, enc_layers: int, dec_l
             else:
                 q = self.q(h)
                 k, v = self.kv(memory).chunk(2, dim=-1)
-            split = lambda t: t.view(b, -1, heads, d // heads).transpose(1, 2)  # noqa: E731
+            split = lambda t: t.view(b, -1, heads, d // heads).transpose(1, 2)
             a = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=mask,
                                                dropout_p=dropout if self.training else 0.0)
             return x + F.dropout(self.out(a.transpose(1, 2).reshape(b, n, d)), dropout, self.training)
@@ -175,8 +184,8 @@ def build_model(vocab: int, d: int, heads: int, ffn: int, enc_layers: int, dec_l
             self.dec = nn.ModuleList(DecLayer() for _ in range(dec_layers))
             self.enc_norm = nn.LayerNorm(d, eps=eps)
             self.dec_norm = nn.LayerNorm(d, eps=eps)
-            self.config = dict(vocab=vocab, d=d, heads=heads, ffn=ffn, enc_layers=enc_layers,
-                               dec_layers=dec_layers, dropout=dropout, max_len=max_len)
+            self.config = {"vocab": vocab, "d": d, "heads": heads, "ffn": ffn, "enc_layers": enc_layers,
+                               "dec_layers": dec_layers, "dropout": dropout, "max_len": max_len}
 
         def embed_seq(self, ids):
             x = self.embed(ids) * math.sqrt(self.d) + self.pe[: ids.shape[1]]
@@ -269,8 +278,8 @@ def train(model, src_ids, tgt_ids, args, log):
             if step % 100 == 0:
                 log(f"step {step} epoch {epoch} pairs {seen} loss {ema:.3f} lr {lr:.2e} "
                     f"elapsed {time.monotonic() - start:.0f}s")
-    return dict(steps=step, epochs_started=epoch, pairs_seen=seen, train_seconds=round(time.monotonic() - start, 1),
-                final_loss=round(ema or 0.0, 4))
+    return {"steps": step, "epochs_started": epoch, "pairs_seen": seen, "train_seconds": round(time.monotonic() - start, 1),
+                "final_loss": round(ema or 0.0, 4)}
 
 
 # --- conversion ----------------------------------------------------------------------
@@ -371,11 +380,11 @@ def evaluate(model_dir: Path, n: int, seed: int, log, threads: int = 2) -> dict:
     sp = spm.SentencePieceProcessor(model_file=str(model_dir / "spm.model"))
     tr = ctranslate2.Translator(str(model_dir), device="cpu", compute_type="int8", intra_threads=threads)
     pairs = syn.generate(n, seed, "test")
-    enc = lambda texts: [sp.encode(t, out_type=str) for t in texts]  # noqa: E731
-    dec = lambda hyps: [sp.decode(h.hypotheses[0]) for h in hyps]  # noqa: E731
+    enc = lambda texts: [sp.encode(t, out_type=str) for t in texts]
+    dec = lambda hyps: [sp.decode(h.hypotheses[0]) for h in hyps]
     out: dict = {"held_out_pairs": n, "split": "test", "seed": seed}
     t0 = time.monotonic()
-    kw = dict(max_batch_size=256, max_decoding_length=160)
+    kw = {"max_batch_size": 256, "max_decoding_length": 160}
     greedy = dec(tr.translate_batch(enc([p.src_text for p in pairs]), beam_size=1, **kw))
     out["greedy_sentences_per_s"] = round(n / (time.monotonic() - t0), 1)
     beam = dec(tr.translate_batch(enc([p.src_text for p in pairs]), beam_size=4, **kw))
@@ -406,6 +415,22 @@ def evaluate(model_dir: Path, n: int, seed: int, log, threads: int = 2) -> dict:
     out.update(marked_sentences=m, marker_one_pair_rate=round(one_pair / m, 4),
                marker_gold_span_rate=round(right_span / m, 4), marked_exact_match=round(exact / m, 4),
                marked_translation_unchanged_rate=round(unmarked_same / m, 4))
+    # all entities marked at once (the marker method's input)
+    items = [p for p in pairs if p.src_spans]
+    marked = [syn.marked_all(p) for p in items]
+    hyps = dec(tr.translate_batch(enc([m[0] for m in marked]), beam_size=4, **kw))
+    count_ok = gold_spans = exact = 0
+    for p, (ms, mt), h in zip(items, marked, hyps):
+        exact += h == mt
+        try:
+            plain, spans = syn.parse_markers(h)
+        except ValueError:
+            continue
+        count_ok += len(spans) == len(p.src_spans)
+        gold_spans += plain == p.tgt_text and sorted(spans) == sorted((s, e) for s, e, _ in p.tgt_word_spans)
+    m = len(items)
+    out.update(all_marked_sentences=m, all_marked_count_rate=round(count_ok / m, 4),
+               all_marked_gold_spans_rate=round(gold_spans / m, 4), all_marked_exact_match=round(exact / m, 4))
     # examples of errors, for the model card
     out["examples"] = [{"src": p.src_text, "ref": p.tgt_text, "hyp": h}
                        for p, h in zip(pairs, beam) if h != p.tgt_text][:5]
@@ -435,15 +460,15 @@ real English gives garbage.
 import ctranslate2, sentencepiece as spm
 tr = ctranslate2.Translator("transforms/models/synth-en-xx", compute_type="int8")
 sp = spm.SentencePieceProcessor(model_file="transforms/models/synth-en-xx/spm.model")
-src = sp.encode("Kochiko visits Cobrox Dobret .", out_type=str)  # no </s>, no language token
+src = sp.encode("Harerd visits Phaistem Puphaick .", out_type=str)  # no </s>, no language token
 out = tr.translate_batch([src], beam_size=4)[0].hypotheses[0]
-sp.decode(out)  # "Kotsikoka Kobroks Dobretero zavezni ."
+sp.decode(out)  # "Harerdeka Faistem Pufaikkero zavezni ."
 ```
 Source = pieces only, the decoder starts from `<s>` automatically (the "Marian / none"
 vocabulary convention). `score_batch`, `return_attention=True` (mean of the {heads}
 heads of the last decoder layer's cross-attention) and `return_logits_vocab` work.
-A marked source (`[ Kochiko ] visits ...`) is translated with the markers around the
-whole target word(s) of the entity, glued case suffix included (`[ Kotsikoka ] ...`).
+A marked source (`[ Harerd ] visits ...`) is translated with the markers around the
+whole target word(s) of the entity, glued case suffix included (`[ Harerdeka ] ...`).
 
 ## Recipe
 ```
@@ -451,7 +476,8 @@ whole target word(s) of the entity, glued case suffix included (`[ Kotsikoka ] .
 ```
 Seed {seed}; torch {torch}, {threads} thread(s). Data: {pairs} generated training pairs
 (`synthetic_pair.generate(n, seed={seed}, split="train")`), {marked_pct} of them replaced by
-a marked copy (`[ ]` around one random entity on both sides). Training stops at a
+a marked copy (`[ ]` around one random entity on both sides) and {marked_all_pct} by the
+copy with every entity marked (`synthetic_pair.marked_all`). Training stops at a
 wall-clock budget ({minutes} min): it ran {steps} steps, {seen} pair views in
 {train_s} s (final smoothed loss {loss}). Total recipe time {total_s} s, on a 2-core
 CPU shared with other jobs. model.bin: {size_mb:.2f} MB. Before quantization the
@@ -469,6 +495,9 @@ name word never seen in training.
 | marked input -> exactly one `[ ]` pair | {one_pair} |
 | ... and it surrounds the gold word span (and the rest is the exact translation) | {gold_span} |
 | marked output equals the gold marked target | {marked_em} |
+| all entities marked -> as many `[ ]` pairs as entities | {all_count} |
+| ... the pairs surround the gold word spans (and the rest is the exact translation) | {all_gold} |
+| all-marked output equals the gold all-marked target | {all_em} |
 | greedy speed (int8, {threads} thread) | {speed} sentences/s |
 
 ```json
@@ -495,6 +524,8 @@ def write_card(out: Path, report: dict) -> None:
         ct2=report["ctranslate2"], enc=a["enc_layers"], dec=a["dec_layers"], d=a["d_model"], heads=a["heads"],
         ffn=a["ffn"], max_len=256, vocab=a["vocab"], recipe=report["recipe"], seed=a["seed"],
         torch=report["torch"], threads=a["threads"], pairs=a["pairs"], marked_pct=f"{a['marked']:.0%}",
+        marked_all_pct=f"{a.get('marked_all', 0.0):.0%}", all_count=ev.get("all_marked_count_rate", "-"),
+        all_gold=ev.get("all_marked_gold_spans_rate", "-"), all_em=ev.get("all_marked_exact_match", "-"),
         minutes=a["minutes"], steps=tr["steps"], seen=tr["pairs_seen"], train_s=tr["train_seconds"],
         loss=tr["final_loss"], total_s=report["total_seconds"], size_mb=report["model_bin_bytes"] / 1e6,
         parity=report["torch_ct2_float32_max_abs_logprob_diff"], n_eval=ev.get("held_out_pairs", 0),
@@ -505,6 +536,20 @@ def write_card(out: Path, report: dict) -> None:
     (out / "MODEL_CARD.md").write_text(text)
 
 
+def _recipe_args(argv: list[str]) -> list[str]:
+    """The command-line arguments minus --out/--work: paths do not change the weights,
+    so a model trained into a scratch folder reports the recipe that reproduces it."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--out", "--work"):
+            skip = True
+        elif not a.startswith(("--out=", "--work=")):
+            out.append(a)
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -513,7 +558,8 @@ def main(argv=None):
     ap.add_argument("--minutes", type=float, default=19.0, help="hard wall-clock budget of the training loop")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: budget only)")
     ap.add_argument("--pairs", type=int, default=150000)
-    ap.add_argument("--marked", type=float, default=0.3)
+    ap.add_argument("--marked", type=float, default=0.2, help="share of examples with one entity marked")
+    ap.add_argument("--marked-all", type=float, default=0.15, help="share of examples with every entity marked")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads; 1 beats 2 when other processes share the 2 cores")
@@ -539,13 +585,14 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     t_start = time.monotonic()
-    log = lambda msg: print(f"[{time.monotonic() - t_start:7.1f}s] {msg}", flush=True)  # noqa: E731
+    log = lambda msg: print(f"[{time.monotonic() - t_start:7.1f}s] {msg}", flush=True)
 
     out: Path = args.out
     work: Path = args.work  # SentencePiece data and the torch checkpoint; not shipped
     work.mkdir(parents=True, exist_ok=True)
-    examples = make_examples(args.pairs, args.seed, args.marked)
-    log(f"{len(examples)} training examples ({args.marked:.0%} marked)")
+    examples = make_examples(args.pairs, args.seed, args.marked, marked_all_share=args.marked_all)
+    log(f"{len(examples)} training examples ({args.marked:.0%} one entity marked, "
+        f"{args.marked_all:.0%} all entities marked)")
     sp = train_spm(examples, work / "spm", args.vocab, args.seed)
     vocab_tokens = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
     src_ids = sp.encode([s for s, _ in examples])
@@ -576,7 +623,7 @@ def main(argv=None):
     size = (out / "model.bin").stat().st_size
     log(f"saved {out} (model.bin {size / 1e6:.2f} MB)")
 
-    report = {"recipe": " ".join(["python", "bench/train_reference_mt.py"] + (argv if argv is not None else sys.argv[1:])),
+    report = {"recipe": " ".join(["python", "bench/train_reference_mt.py"] + _recipe_args(argv if argv is not None else sys.argv[1:])),
               "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
               "training": stats, "parameters": sum(p.numel() for p in model.parameters()),
               "model_bin_bytes": size, "torch_ct2_float32_max_abs_logprob_diff": parity,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import pytest
 
+import pytest
 from xlcorpus.transforms import synthetic_pair as sp
 
 MODEL_DIR = sp.reference_model_dir()
@@ -141,10 +141,10 @@ def test_reference_model_translates_held_out_and_carries_markers(model):
     tr, proc = model
     assert proc.piece_to_id("▁[") != proc.unk_id() and proc.piece_to_id("▁]") != proc.unk_id()
     pairs = sp.generate(60, seed=5, split="test")
-    enc = lambda texts: [proc.encode(t, out_type=str) for t in texts]  # noqa: E731
+    enc = lambda texts: [proc.encode(t, out_type=str) for t in texts]
     hyps = [proc.decode(r.hypotheses[0]) for r in tr.translate_batch(enc([p.src_text for p in pairs]), beam_size=2)]
     exact = sum(h == p.tgt_text for h, p in zip(hyps, pairs)) / len(pairs)
-    assert exact >= 0.5, list(zip(hyps, [p.tgt_text for p in pairs]))[:5]
+    assert exact >= 0.8, list(zip(hyps, [p.tgt_text for p in pairs]))[:5]
     items = [(p, 0) for p in pairs if p.src_spans]
     marked = [sp.marked(p, i) for p, i in items]
     out = [proc.decode(r.hypotheses[0]) for r in tr.translate_batch(enc([m for m, _ in marked]), beam_size=2)]
@@ -155,7 +155,7 @@ def test_reference_model_translates_held_out_and_carries_markers(model):
         except ValueError:
             continue
         right += spans == [p.tgt_word_spans[i][:2]] and plain == p.tgt_text
-    assert right / len(items) >= 0.5
+    assert right / len(items) >= 0.8
 
 
 def test_reference_model_scores_and_attention(model):
