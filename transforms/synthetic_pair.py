@@ -32,7 +32,8 @@ character-level analysis. Source spans always fall on word boundaries.
 
 Markers. ``marked(pair, i)`` puts ``[ `` and `` ]`` (space separated) around entity
 ``i``: around its source tokens and around its target *word* span (suffix inside),
-which is what the reference model is trained to output. With the shipped
+which is what the reference model is trained to output. ``marked_all(pair)`` marks
+every entity at once, as the marker method (EasyProject) translates. With the shipped
 SentencePiece model the markers are the pieces ``▁[`` and ``▁]``, and a marked
 sentence tokenizes as the unmarked one with those two pieces inserted.
 
@@ -466,6 +467,21 @@ def marked(pair: Pair, entity_index: int) -> tuple[str, str]:
     s, e, _ = pair.src_spans[entity_index]
     ts, te, _ = pair.tgt_word_spans[entity_index]
     return _insert_markers(pair.src_text, s, e), _insert_markers(pair.tgt_text, ts, te)
+
+
+def marked_all(pair: Pair) -> tuple[str, str]:
+    """Source and target with ``[ ... ]`` around every entity (target: word spans).
+
+    What the marker method (EasyProject) feeds the model: all entities marked at once.
+    Entities keep their own bracket pair even when adjacent; target word spans never
+    overlap (one entity per target word), so the brackets are never nested.
+    """
+    def mark(text: str, spans) -> str:
+        for s, e, _ in sorted(spans, key=lambda x: x[0], reverse=True):  # right to left: offsets stay valid
+            text = _insert_markers(text, s, e)
+        return text
+
+    return mark(pair.src_text, pair.src_spans), mark(pair.tgt_text, pair.tgt_word_spans)
 
 
 def parse_markers(text: str) -> tuple[str, list[tuple[int, int]]]:
