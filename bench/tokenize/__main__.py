@@ -19,7 +19,6 @@ tokenizer trained on them by ``train_tokenizer``, prints lines/s of:
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -88,7 +87,7 @@ def main() -> None:
         model_path.write_bytes(Path(model).read_bytes())
         model_path = str(model_path)
     batches = [(lines[i:i + args.batch], langs[i:i + args.batch]) for i in range(0, len(lines), args.batch)]
-    sep, pad, cls = sp.eos_id(), sp.pad_id() if sp.pad_id() >= 0 else 0, sp.bos_id()
+    sep, cls = sp.eos_id(), sp.bos_id()
     print(f"{len(lines)} lines, {len(set(langs))} languages, vocab {sp.vocab_size()}, batch {args.batch}")
 
     def raw():
