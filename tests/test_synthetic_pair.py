@@ -109,6 +109,26 @@ def test_marked_and_parse_markers(train_pairs):
         sp.parse_markers("a [ b")
 
 
+def test_marked_all(train_pairs):
+    multi = 0
+    for p in train_pairs[:300]:
+        ms, mt = sp.marked_all(p)
+        assert ms.count("[ ") == len(p.src_spans) and mt.count(" ]") == len(p.tgt_word_spans)
+        plain, spans = sp.parse_markers(ms)
+        assert plain == p.src_text and spans == [s[:2] for s in p.src_spans]
+        plain, spans = sp.parse_markers(mt)
+        # target order differs from source order (SOV): compare as sets of word spans
+        assert plain == p.tgt_text and sorted(spans) == sorted(s[:2] for s in p.tgt_word_spans)
+        multi += len(p.src_spans) > 1
+        if len(p.src_spans) == 1:
+            assert (ms, mt) == sp.marked(p, 0)
+    assert multi > 50
+    p = next(p for p in train_pairs if len(p.src_spans) >= 2)
+    ms, mt = sp.marked_all(p)
+    for i, (s, e, _) in enumerate(p.tgt_word_spans):  # every entity keeps its suffix inside its brackets
+        assert f"[ {p.tgt_text[s:e]} ]" in mt
+
+
 def test_ner_files(tmp_path, test_pairs):
     pairs = test_pairs[:20]
     path = sp.write_jsonl(pairs, tmp_path / "ner.jsonl", with_target=True)
