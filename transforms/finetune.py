@@ -1,8 +1,9 @@
 """Fine-tuning datasets: tokenizer, NER label alignment, packing, language mixing.
 
-Pure core, no Beam: every function takes texts, token ids or counts and returns
-plain columns, so the Beam transform around it stays thin and the tests and the
-benchmark call exactly what a worker runs. SentencePiece is called once per batch
+First the pure core: every function takes texts, token ids or counts and returns
+plain columns. Then the stage's DoFns (``PackSequencesFn``, ``PackTailsFn``,
+``AlignNerFn``), thin around it, which the job in ``pipelines/finetune.py`` composes
+and the benchmark calls exactly as a worker does. SentencePiece is called once per batch
 (``sp.encode(list_of_str)``), never once per row, for the same reason the other
 stages batch their model calls.
 
@@ -12,8 +13,8 @@ Choices made here, in one place:
 - NER windows break at word boundaries, so a word's pieces stay together unless
   one word alone is longer than a window; each word is labelled in exactly one
   window (see ``align_ner``);
-- packing never mixes languages (``pack_by_language``) and pads only the last
-  sequence of a language;
+- packing never mixes languages or splits and pads only the last sequence of
+  each (``StreamPacker`` per worker, then the workers' leftovers packed together);
 - which rows a language contributes is decided by a seeded hash of the row id, so
   any worker can decide for its own rows and the choice does not depend on order.
 """
