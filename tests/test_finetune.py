@@ -299,3 +299,13 @@ def test_select_rows():
     assert select_rows([], "swh", 0).size == 0
     rc = repeat_counts(ids, "swh", 2.5, seed=3)
     assert set(rc.tolist()) == {2, 3} and abs(int(rc.sum()) - 2500) < 100
+
+
+def test_word_counts_are_str_split_words(sp):
+    """Leading, trailing and repeated whitespace of any kind makes no empty words (Arrow's
+    utf8_split_whitespace would count them)."""
+    from xlcorpus.transforms.finetune import fertility_report, word_counts
+
+    texts = [" a  b ", "\u3000x\u00a0y\t", "", None, "one"]
+    assert word_counts(texts).tolist() == [2, 2, 0, 0, 1]
+    assert fertility_report(texts[:3], ["x"] * 3, sp)["x"]["words"] == 4
