@@ -22,7 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, StandardOptions, TestOptions
 
 from xlcorpus.pipelines.config import JobConfig
-from xlcorpus.schemas import DEAD_LETTER_SCHEMA, REJECTED_SCHEMA, dataset_schema, output_features
+from xlcorpus.schemas import dataset_schema, output_features
 from xlcorpus.transforms import annotate, dataset_sink, langid, lexfilter, readers, transliterate
 from xlcorpus.transforms.accounting import DEAD_LETTER, KEPT, REJECTED
 from xlcorpus.transforms.lid_model import SHA256, default_model_path, sha256_of
@@ -86,26 +86,15 @@ def build_pipeline(p: beam.Pipeline, config: JobConfig, paths: list[str], tmp_di
         dead.append(out[DEAD_LETTER])
 
     schema = dataset_schema([name for name, _ in steps])
-    features = {
-        dataset_sink.DATASET: output_features(schema).to_dict(),
-        dataset_sink.REJECTED: output_features(REJECTED_SCHEMA).to_dict(),
-        dataset_sink.DEAD_LETTER: output_features(DEAD_LETTER_SCHEMA).to_dict(),
-    }
     oc = config.output
-    specs = [
-        dataset_sink.SinkSpec(dataset_sink.DATASET, tmp_dir, dataset_sink.hf_schema(schema, features["dataset"]),
-                              oc.splits, oc.partition_by, oc.max_rows_per_shard),
-        dataset_sink.SinkSpec(dataset_sink.REJECTED, tmp_dir,
-                              dataset_sink.hf_schema(REJECTED_SCHEMA, features["rejected"]), None, None,
-                              oc.max_rows_per_shard),
-        dataset_sink.SinkSpec(dataset_sink.DEAD_LETTER, tmp_dir,
-                              dataset_sink.hf_schema(DEAD_LETTER_SCHEMA, features["dead_letter"]), None, None,
-                              oc.max_rows_per_shard),
-    ]
+    side_specs, features = dataset_sink.accounting_outputs(tmp_dir, oc.max_rows_per_shard)
+    features[dataset_sink.DATASET] = output_features(schema).to_dict()
+    specs = [dataset_sink.SinkSpec(dataset_sink.DATASET, tmp_dir, dataset_sink.hf_schema(schema, features["dataset"]),
+                                   oc.splits, oc.partition_by, oc.max_rows_per_shard), *side_specs]
     outputs = {
         dataset_sink.DATASET: kept,
-        dataset_sink.REJECTED: _merged(p, "Rejected", rejected),
-        dataset_sink.DEAD_LETTER: _merged(p, "DeadLetter", dead),
+        dataset_sink.REJECTED: flatten_or_empty(p, "Rejected", rejected),
+        dataset_sink.DEAD_LETTER: flatten_or_empty(p, "DeadLetter", dead),
         "input_stats": read[readers.FILE_STATS],
     }
     return outputs | "WriteDataset" >> dataset_sink.WriteDataset(tmp_dir, specs, features)
@@ -116,7 +105,8 @@ def _identity(path: str) -> dict:
     return {"path": path} | ({} if "://" in path else {"sha256": sha256_of(path)})
 
 
-def _merged(p: beam.Pipeline, label: str, pcolls: list):
+def flatten_or_empty(p: beam.Pipeline, label: str, pcolls: list):
+    """One PCollection of all of ``pcolls`` (an empty one when there are none)."""
     if not pcolls:
         return p | f"No{label}" >> beam.Create([])
     return pcolls[0] if len(pcolls) == 1 else tuple(pcolls) | f"All{label}" >> beam.Flatten()
@@ -156,17 +146,22 @@ def run_corpus(config: JobConfig, beam_args: list[str] | None = None) -> dict:
     if dry_run:
         return _dry_run_report(p, result, options)
 
-    manifest_path = FileSystems.join(tmp_dir, "_manifest.json")
-    manifest = json.loads(dataset_sink.read_text(manifest_path))
-    FileSystems.delete([manifest_path])  # report.json carries the same shard list
-    report = build_report(manifest, config, started, finished, model_path, beam_args or [])
+    report = build_report(dataset_sink.take_manifest(tmp_dir), config, started, finished, model_path,
+                          beam_args or [])
     if config.annotate.enabled:
         report["annotate"] = _counters(result, f"xlcorpus.{annotate.STAGE}")
+    return finish_run(tmp_dir, out, report)
+
+
+def finish_run(tmp_dir: str, out: str, report: dict) -> dict:
+    """Every job's last step: report.json into the run's temporary directory, then
+    publish it to ``out``, unless rows went missing (the run then fails and leaves
+    its partial output for inspection)."""
     dataset_sink.write_text(FileSystems.join(tmp_dir, "report.json"), json.dumps(report, indent=2, ensure_ascii=False))
     acct = report["accounting"]
     if not acct["balanced"]:
-        raise AccountingError(f"rows lost: in={acct['in']} != kept={acct['kept']} + rejected={acct['rejected']} "
-                              f"+ dead_letter={acct['dead_letter']}; partial output kept in {tmp_dir}")
+        counts = ", ".join(f"{k}={v}" for k, v in acct.items() if k != "balanced")
+        raise AccountingError(f"rows lost: {counts}; partial output kept in {tmp_dir}")
     dataset_sink.publish(tmp_dir, out)
     return report
 

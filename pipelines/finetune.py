@@ -33,7 +33,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from xlcorpus.pipelines.config import FinetuneConfig
-from xlcorpus.schemas import DEAD_LETTER_SCHEMA, REJECTED_SCHEMA, finetune_schema, output_features
+from xlcorpus.pipelines.corpus import finish_run, flatten_or_empty
+from xlcorpus.schemas import finetune_schema, output_features
 from xlcorpus.transforms import dataset_sink, finetune, readers
 from xlcorpus.transforms.accounting import DEAD_LETTER, KEPT, REJECTED
 from xlcorpus.transforms.lid_model import sha256_of
@@ -297,30 +298,17 @@ def build_finetune_pipeline(p: beam.Pipeline, config: FinetuneConfig, opts: fine
         stats.append(windows[finetune.STATS])
 
     schema = finetune_schema(config.task, config.seq_len if config.task == "lm" else config.max_length)
-    features = {dataset_sink.DATASET: _features(schema, list(opts.label_names)),
-                dataset_sink.REJECTED: output_features(REJECTED_SCHEMA).to_dict(),
-                dataset_sink.DEAD_LETTER: output_features(DEAD_LETTER_SCHEMA).to_dict()}
     shard_rows = config.output.max_rows_per_shard
-    specs = [
-        dataset_sink.SinkSpec(dataset_sink.DATASET, tmp_dir, dataset_sink.hf_schema(schema, features["dataset"]),
-                              {s: 1.0 for s in split_names}, None, shard_rows, split_column=SPLIT_COLUMN),
-        dataset_sink.SinkSpec(dataset_sink.REJECTED, tmp_dir,
-                              dataset_sink.hf_schema(REJECTED_SCHEMA, features["rejected"]), None, None, shard_rows),
-        dataset_sink.SinkSpec(dataset_sink.DEAD_LETTER, tmp_dir,
-                              dataset_sink.hf_schema(DEAD_LETTER_SCHEMA, features["dead_letter"]), None, None,
-                              shard_rows),
-    ]
+    side_specs, features = dataset_sink.accounting_outputs(tmp_dir, shard_rows)
+    features[dataset_sink.DATASET] = _features(schema, list(opts.label_names))
+    specs = [dataset_sink.SinkSpec(dataset_sink.DATASET, tmp_dir, dataset_sink.hf_schema(schema, features["dataset"]),
+                                   {s: 1.0 for s in split_names}, None, shard_rows, split_column=SPLIT_COLUMN),
+             *side_specs]
     outputs = {dataset_sink.DATASET: kept, dataset_sink.REJECTED: rejected,
-               dataset_sink.DEAD_LETTER: _merged(p, dead), "input_stats": input_stats}
+               dataset_sink.DEAD_LETTER: flatten_or_empty(p, "DeadLetter", dead), "input_stats": input_stats}
     manifest = outputs | "WriteDataset" >> dataset_sink.WriteDataset(tmp_dir, specs, features)
     total = tuple(stats) | "AllStats" >> beam.Flatten() | "SumStats" >> beam.CombineGlobally(finetune.merge_stats)
     return manifest, total
-
-
-def _merged(p: beam.Pipeline, pcolls: list):
-    if not pcolls:
-        return p | "NoDeadLetter" >> beam.Create([])
-    return pcolls[0] if len(pcolls) == 1 else tuple(pcolls) | "AllDeadLetter" >> beam.Flatten()
 
 
 class _WriteStats(beam.DoFn):
@@ -374,20 +362,12 @@ def run_finetune(config: FinetuneConfig, beam_args: list[str] | None = None) -> 
     p.run().wait_until_finish()
     finished = time.time()
 
-    manifest = json.loads(dataset_sink.read_text(FileSystems.join(tmp_dir, "_manifest.json")))
+    manifest = dataset_sink.take_manifest(tmp_dir)
     totals = json.loads(dataset_sink.read_text(stats_path))
-    FileSystems.delete([FileSystems.join(tmp_dir, "_manifest.json"), stats_path])
+    FileSystems.delete([stats_path])
     report = build_finetune_report(config, manifest, totals, tokenizer, trained, names, started, finished,
                                    beam_args or [])
-    dataset_sink.write_text(FileSystems.join(tmp_dir, "report.json"), json.dumps(report, indent=2,
-                                                                                 ensure_ascii=False))
-    acct = report["accounting"]
-    if not acct["balanced"]:
-        from xlcorpus.pipelines.corpus import AccountingError
-
-        raise AccountingError(f"rows lost: {acct}; partial output kept in {tmp_dir}")
-    dataset_sink.publish(tmp_dir, out)
-    return report
+    return finish_run(tmp_dir, out, report)
 
 
 def build_finetune_report(config: FinetuneConfig, manifest: dict, stats: dict, tokenizer: str, trained: bool,

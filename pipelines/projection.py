@@ -11,7 +11,6 @@ dead_letter`` is checked before the output is published.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -23,10 +22,9 @@ from importlib.metadata import version
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from xlcorpus.pipelines.corpus import finish_run
 from xlcorpus.schemas import (
-    DEAD_LETTER_SCHEMA,
     PROJECTION_SCHEMA,
-    REJECTED_SCHEMA,
     output_features,
 )
 from xlcorpus.transforms import dataset_sink, ner_inputs, projection
@@ -83,19 +81,11 @@ def build_pipeline(p: beam.Pipeline, job: ProjectionJob, paths: list[str], tmp_d
 
         opts = replace(opts, label_names=tuple(names))
     out = read[ner_inputs.DOCS] | "Project" >> projection.ProjectLabels(opts, job.mt, job.reverse_mt, job.predictor)
-    features = {
-        dataset_sink.DATASET: features_for(names),
-        dataset_sink.REJECTED: output_features(REJECTED_SCHEMA).to_dict(),
-        dataset_sink.DEAD_LETTER: output_features(DEAD_LETTER_SCHEMA).to_dict(),
-    }
-    specs = [
-        dataset_sink.SinkSpec(dataset_sink.DATASET, tmp_dir,
-                              dataset_sink.hf_schema(PROJECTION_SCHEMA, features["dataset"]), job.splits),
-        dataset_sink.SinkSpec(dataset_sink.REJECTED, tmp_dir,
-                              dataset_sink.hf_schema(REJECTED_SCHEMA, features["rejected"]), None),
-        dataset_sink.SinkSpec(dataset_sink.DEAD_LETTER, tmp_dir,
-                              dataset_sink.hf_schema(DEAD_LETTER_SCHEMA, features["dead_letter"]), None),
-    ]
+    side_specs, features = dataset_sink.accounting_outputs(tmp_dir)
+    features[dataset_sink.DATASET] = features_for(names)
+    specs = [dataset_sink.SinkSpec(dataset_sink.DATASET, tmp_dir,
+                                   dataset_sink.hf_schema(PROJECTION_SCHEMA, features["dataset"]), job.splits),
+             *side_specs]
     dead = (read[ner_inputs.DEAD_LETTER], out[DEAD_LETTER]) | "AllDeadLetter" >> beam.Flatten()
     return ({dataset_sink.DATASET: out[KEPT], dataset_sink.REJECTED: out[REJECTED],
              dataset_sink.DEAD_LETTER: dead, "input_stats": read[ner_inputs.FILE_STATS]}
@@ -136,19 +126,8 @@ def run_projection(job: ProjectionJob, beam_args: list[str] | None = None) -> di
     build_pipeline(p, job, paths, tmp_dir, names)
     p.run().wait_until_finish()
     finished = time.time()
-    manifest_path = FileSystems.join(tmp_dir, "_manifest.json")
-    manifest = json.loads(dataset_sink.read_text(manifest_path))
-    FileSystems.delete([manifest_path])
-    report = build_report(manifest, job, names, started, finished)
-    dataset_sink.write_text(FileSystems.join(tmp_dir, "report.json"), json.dumps(report, indent=2, ensure_ascii=False))
-    acct = report["accounting"]
-    if not acct["balanced"]:
-        from xlcorpus.pipelines.corpus import AccountingError
-
-        raise AccountingError(f"rows lost: in={acct['in']} != kept={acct['kept']} + rejected={acct['rejected']} "
-                              f"+ dead_letter={acct['dead_letter']}; partial output kept in {tmp_dir}")
-    dataset_sink.publish(tmp_dir, out)
-    return report
+    report = build_report(dataset_sink.take_manifest(tmp_dir), job, names, started, finished)
+    return finish_run(tmp_dir, out, report)
 
 
 def build_report(manifest: dict, job: ProjectionJob, names: list[str], started: float, finished: float) -> dict:

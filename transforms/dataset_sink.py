@@ -33,6 +33,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 DATASET, REJECTED, DEAD_LETTER = "dataset", "rejected", "dead_letter"
+MANIFEST = "_manifest.json"  # the finished sink's shard list, for the driver's report
 SUBDIR = {DATASET: "", REJECTED: "_rejected", DEAD_LETTER: "_dead_letter"}
 
 
@@ -64,6 +65,18 @@ def state_json(filenames: Sequence[str], split: str | None, fingerprint: str) ->
     return json.dumps({"_data_files": [{"filename": f} for f in filenames], "_fingerprint": fingerprint,
                        "_format_columns": None, "_format_kwargs": {}, "_format_type": None,
                        "_output_all_columns": False, "_split": split}, indent=2)
+
+
+def accounting_outputs(tmp_dir: str, max_rows_per_shard: int = 200_000) -> tuple[list[SinkSpec], dict[str, dict]]:
+    """The ``_rejected/`` and ``_dead_letter/`` outputs every job writes beside its
+    dataset: their sink specs and their features."""
+    from xlcorpus.schemas import DEAD_LETTER_SCHEMA, REJECTED_SCHEMA, output_features
+
+    features = {REJECTED: output_features(REJECTED_SCHEMA).to_dict(),
+                DEAD_LETTER: output_features(DEAD_LETTER_SCHEMA).to_dict()}
+    specs = [SinkSpec(kind, tmp_dir, hf_schema(schema, features[kind]), None, None, max_rows_per_shard)
+             for kind, schema in ((REJECTED, REJECTED_SCHEMA), (DEAD_LETTER, DEAD_LETTER_SCHEMA))]
+    return specs, features
 
 
 def _source_key(source: str) -> str:
@@ -252,7 +265,7 @@ class FinalizeFn(beam.DoFn):
                                      json.dumps({"splits": list(spec.splits)}))
         FileSystems.delete([FileSystems.join(self.tmp_dir, "_shards")])
         manifest = {"inputs": inputs, "shards": written}
-        write_text(FileSystems.join(self.tmp_dir, "_manifest.json"), json.dumps(manifest, sort_keys=True))
+        write_text(FileSystems.join(self.tmp_dir, MANIFEST), json.dumps(manifest, sort_keys=True))
         yield manifest
 
     @staticmethod
@@ -307,6 +320,14 @@ def read_text(path: str) -> str:
 def write_text(path: str, text: str) -> None:
     with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         f.write(text.encode("utf-8"))
+
+
+def take_manifest(tmp_dir: str) -> dict:
+    """Read the sink's manifest and remove it (report.json carries the same shard list)."""
+    path = FileSystems.join(tmp_dir, MANIFEST)
+    manifest = json.loads(read_text(path))
+    FileSystems.delete([path])
+    return manifest
 
 
 def publish(tmp_dir: str, out: str) -> None:

@@ -431,6 +431,15 @@ class Projector:
             out = [Translation(p, float("nan")) for p in pieces]
         return out, [float("nan")] * len(texts)
 
+    def _conclude(self, r: Projected, det: str, offsets, spans_out: list[dict], fixed_text: str | None):
+        """The spans one method found for a row: a conflict if two overlap, else the result."""
+        if clash := overlapping(spans_out):
+            r.reason, r.detail = "conflict", {"spans": [_public(s) for s in clash]}
+            return
+        spans_out.sort(key=lambda s: s["start"])
+        r.span_scores = [s["score"] for s in spans_out]
+        self._finish(r, det, offsets, spans_out, fixed_text)
+
     def _finish(self, result: Projected, det: str, offsets, found: list[dict], fixed_text: str | None):
         """Char spans on the detokenized template -> on the output text."""
         text = det
@@ -479,12 +488,8 @@ class Projector:
                 i, j = res.placement
                 spans_out.append({"start": offsets[i][0], "end": offsets[j - 1][1], "label": ent["label"],
                                   "_a": offsets[i], "_b": offsets[j - 1], "score": res.score})
-            if r.reason is None and (clash := overlapping(spans_out)):
-                r.reason, r.detail = "conflict", {"spans": [_public(s) for s in clash]}
             if r.reason is None:
-                spans_out.sort(key=lambda s: s["start"])
-                r.span_scores = [s["score"] for s in spans_out]
-                self._finish(r, det, offsets, spans_out, fixed[row] if fixed is not None else None)
+                self._conclude(r, det, offsets, spans_out, fixed[row] if fixed is not None else None)
             out.append(r)
         return out
 
@@ -523,12 +528,8 @@ class Projector:
                 inside = sum(1 for k in range(a, b + 1) if k in set(hits)) / (b - a + 1)
                 spans_out.append({"start": offsets[a][0], "end": offsets[b][1], "label": ent["label"],
                                   "_a": offsets[a], "_b": offsets[b], "score": inside})
-            if r.reason is None and (clash := overlapping(spans_out)):
-                r.reason, r.detail = "conflict", {"spans": [_public(s) for s in clash]}
             if r.reason is None:
-                spans_out.sort(key=lambda s: s["start"])
-                r.span_scores = [s["score"] for s in spans_out]
-                self._finish(r, det, offsets, spans_out, fixed[row] if fixed is not None else None)
+                self._conclude(r, det, offsets, spans_out, fixed[row] if fixed is not None else None)
             out.append(r)
         return out
 
