@@ -31,7 +31,7 @@ def raw_predict(paths: list[Path], k: int) -> float:
     """lines/s of fastText predict on the raw texts (parsing not timed)."""
     import fasttext
 
-    from xlcorpus.transforms.lid_model import default_model_path
+    from xlcorpus.transforms.backends.lid_model import default_model_path
 
     fasttext.FastText.eprint = lambda *a, **kw: None
     model = fasttext.load_model(str(default_model_path()))

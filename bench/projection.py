@@ -97,9 +97,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args(argv)
 
-    from xlcorpus.transforms import synthetic_pair as sp
-    from xlcorpus.transforms.mt_backend import MTBackend, MTOptions
-    from xlcorpus.transforms.projection import ProjectionOptions, Projector
+    from bench import synthetic_pair as sp
+    from xlcorpus.transforms.backends.mt import MTBackend, MTOptions
+    from xlcorpus.transforms.stages.project.stage import ProjectionOptions, Projector
 
     meta_path = Path(args.model) / "languages.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}

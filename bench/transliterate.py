@@ -102,7 +102,7 @@ def main() -> None:
 
     import uroman
 
-    from xlcorpus.transforms.romanize import Romanizer, segments
+    from xlcorpus.transforms.stages.transliterate.romanize import Romanizer, segments
 
     lines = make_lines(args.lines, args.seed)
     step = max(1, len(lines) // args.sample)

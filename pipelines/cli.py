@@ -140,7 +140,7 @@ def _project(args, beam_args: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["etymology"]:  # its own argument parser, in the classifier's module
-        from xlcorpus.transforms.etymology import cli as etymology_cli
+        from xlcorpus.transforms.stages.transliterate.origin import cli as etymology_cli
 
         return etymology_cli(argv[1:])
     args, beam_args = _parser().parse_known_args(argv)
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "project":
             return _project(args, beam_args)
         if args.command == "models":
-            from xlcorpus.transforms.lid_model import fetch_default_model, installed_package_model
+            from xlcorpus.transforms.backends.lid_model import fetch_default_model, installed_package_model
 
             path = installed_package_model() or fetch_default_model()
             print(path)
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _lexicon(args) -> int:
     from xlcorpus.pipelines import lexicon
-    from xlcorpus.transforms.lexfilter import format_distance_report
+    from xlcorpus.transforms.stages.lexfilter.stage import format_distance_report
 
     if args.lexicon_command == "build":
         summary = lexicon.build(args.input, args.lang, args.out, text_field=args.text_field,
@@ -206,8 +206,8 @@ def _lexicon(args) -> int:
 
 def _tokenizer(args) -> int:
     from xlcorpus.pipelines.lexicon import corpus_texts, corpus_texts_and_field
-    from xlcorpus.transforms import finetune
-    from xlcorpus.transforms.readers import ReaderOptions
+    from xlcorpus.transforms.stages.finetune import stage as finetune
+    from xlcorpus.transforms.stages.read.documents import ReaderOptions
 
     opts = ReaderOptions(text_field=args.text_field)
     if args.tokenizer_command == "train":
@@ -307,9 +307,9 @@ def _demo_projection(out: str, beam_args: list[str]) -> None:
     """The demo's second job: project the bundled English NER sample into the synthetic
     language with the reference model (constrained decoding) -> OUT/projection."""
     from xlcorpus.pipelines.projection import ProjectionJob, run_projection
-    from xlcorpus.transforms.mt_backend import MTOptions
-    from xlcorpus.transforms.projection import ProjectionOptions
-    from xlcorpus.transforms.resources import shipped_dir
+    from xlcorpus.transforms.backends.mt import MTOptions
+    from xlcorpus.transforms.stages.project.stage import ProjectionOptions
+    from xlcorpus.transforms.core.resources import shipped_dir
 
     target = os.path.join(out, "projection")
     job = ProjectionJob(inputs=[str(demo_config_path().parent / DEMO_NER)], output=target, overwrite=True,
@@ -355,7 +355,7 @@ def _summary(report: dict, out: str) -> None:
                   f" ({'balanced' if a['balanced'] else 'UNBALANCED'}); {report['rows_per_second']:.0f} rows/s")
     console.print(f"splits: {report['splits']}; languages: {langs}")
     if report.get("language_distances"):
-        from xlcorpus.transforms.lexfilter import format_distance_report
+        from xlcorpus.transforms.stages.lexfilter.stage import format_distance_report
 
         console.print("lexical distance of candidate source languages to the target lexicon:")
         console.print(format_distance_report(report["language_distances"]), markup=False)

@@ -23,10 +23,15 @@ from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, 
 
 from xlcorpus.pipelines.config import JobConfig
 from xlcorpus.schemas import dataset_schema, output_features
-from xlcorpus.transforms import annotate, dataset_sink, langid, lexfilter, readers, transliterate
-from xlcorpus.transforms.accounting import DEAD_LETTER, KEPT, REJECTED
-from xlcorpus.transforms.lid_model import SHA256, default_model_path, sha256_of
-from xlcorpus.transforms.model_cache import local_copy
+from xlcorpus.transforms.stages.annotate import stage as annotate
+from xlcorpus.transforms.stages import write as dataset_sink
+from xlcorpus.transforms.stages import langid
+from xlcorpus.transforms.stages.lexfilter import stage as lexfilter
+from xlcorpus.transforms.stages.read import documents as readers
+from xlcorpus.transforms.stages.transliterate import stage as transliterate
+from xlcorpus.transforms.core.batch_fn import DEAD_LETTER, KEPT, REJECTED
+from xlcorpus.transforms.backends.lid_model import SHA256, default_model_path, sha256_of
+from xlcorpus.transforms.backends.model_cache import local_copy
 
 log = logging.getLogger(__name__)
 

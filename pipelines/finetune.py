@@ -35,10 +35,12 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from xlcorpus.pipelines.config import FinetuneConfig
 from xlcorpus.pipelines.corpus import finish_run, flatten_or_empty
 from xlcorpus.schemas import finetune_schema, output_features
-from xlcorpus.transforms import dataset_sink, finetune, readers
-from xlcorpus.transforms.accounting import DEAD_LETTER, KEPT, REJECTED
-from xlcorpus.transforms.lid_model import sha256_of
-from xlcorpus.transforms.model_cache import local_copy
+from xlcorpus.transforms.stages import write as dataset_sink
+from xlcorpus.transforms.stages.finetune import stage as finetune
+from xlcorpus.transforms.stages.read import documents as readers
+from xlcorpus.transforms.core.batch_fn import DEAD_LETTER, KEPT, REJECTED
+from xlcorpus.transforms.backends.lid_model import sha256_of
+from xlcorpus.transforms.backends.model_cache import local_copy
 
 log = logging.getLogger(__name__)
 SPLIT_COLUMN = "split"

@@ -16,7 +16,8 @@ import orjson
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from xlcorpus.transforms import lexfilter, readers
+from xlcorpus.transforms.stages.lexfilter import stage as lexfilter
+from xlcorpus.transforms.stages.read import documents as readers
 
 
 def corpus_texts(patterns: list[str], opts: readers.ReaderOptions, lang: str | None = None,
@@ -54,7 +55,7 @@ def build(patterns: list[str], lang: str, out: str, *, text_field: str = "text",
           max_words: int | None = None) -> dict:
     texts = corpus_texts(patterns, readers.ReaderOptions(text_field=text_field), lang, lang_field)
     if romanize:  # compare across scripts: the lexicon in uroman's Latin transcription
-        from xlcorpus.transforms.romanize import Romanizer
+        from xlcorpus.transforms.stages.transliterate.romanize import Romanizer
 
         romanizer = Romanizer().load()
         texts = (t for t in romanizer.romanize_batch(list(texts))[0] if t is not None)

@@ -27,9 +27,11 @@ from xlcorpus.schemas import (
     PROJECTION_SCHEMA,
     output_features,
 )
-from xlcorpus.transforms import dataset_sink, ner_inputs, projection
-from xlcorpus.transforms.accounting import DEAD_LETTER, KEPT, REJECTED
-from xlcorpus.transforms.mt_backend import MTOptions
+from xlcorpus.transforms.stages import write as dataset_sink
+from xlcorpus.transforms.stages.read import ner as ner_inputs
+from xlcorpus.transforms.stages.project import stage as projection
+from xlcorpus.transforms.core.batch_fn import DEAD_LETTER, KEPT, REJECTED
+from xlcorpus.transforms.backends.mt import MTOptions
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +180,9 @@ def build_report(manifest: dict, job: ProjectionJob, names: list[str], started: 
 
 def run_from_args(args, beam_args: list[str], console) -> int:
     """``xlcorpus project``: the parsed arguments -> a job, run, summarised on ``console``."""
-    from xlcorpus.transforms.mt_backend import MTOptions
-    from xlcorpus.transforms.ner_inputs import NerReaderOptions
-    from xlcorpus.transforms.projection import ProjectionOptions
+    from xlcorpus.transforms.backends.mt import MTOptions
+    from xlcorpus.transforms.stages.read.ner import NerReaderOptions
+    from xlcorpus.transforms.stages.project.stage import ProjectionOptions
 
     def mt(model, reverse=False):
         src, tgt = (args.tgt_lang, args.src_lang) if reverse else (args.src_lang, args.tgt_lang)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from xlcorpus.pipelines.cli import demo_config_path
-from xlcorpus.transforms.langid import FastTextModel
-from xlcorpus.transforms.lid_model import default_model_path
+from xlcorpus.transforms.stages.langid import FastTextModel
+from xlcorpus.transforms.backends.lid_model import default_model_path
 
 
 @pytest.fixture(scope="session")

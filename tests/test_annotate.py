@@ -28,16 +28,16 @@ from xlcorpus.schemas import (
     REJECTED_SCHEMA,
     dataset_schema,
 )
-from xlcorpus.transforms import annotate as an
-from xlcorpus.transforms.accounting import DEAD_LETTER, KEPT, REJECTED
-from xlcorpus.transforms.annotate import (
+from xlcorpus.transforms.stages.annotate import stage as an
+from xlcorpus.transforms.core.batch_fn import DEAD_LETTER, KEPT, REJECTED
+from xlcorpus.transforms.stages.annotate.stage import (
     AnnotateConfigError,
     AnnotateOptions,
     Annotator,
     annotate_batch,
 )
-from xlcorpus.transforms.llm_cache import AnswerCache, cache_key
-from xlcorpus.transforms.llm_client import TokenBucket, parse_retry_after
+from xlcorpus.transforms.backends.llm_cache import AnswerCache, cache_key
+from xlcorpus.transforms.backends.llm_client import TokenBucket, parse_retry_after
 
 from .llm_server import (
     DROP,
@@ -466,7 +466,7 @@ def test_rerun_makes_zero_requests(tmp_path):
 CRASH_CHILD = textwrap.dedent("""
     import sys, pyarrow as pa
     from xlcorpus.schemas import DOCUMENT_SCHEMA
-    from xlcorpus.transforms.annotate import AnnotateOptions, Annotator, annotate_batch
+    from xlcorpus.transforms.stages.annotate.stage import AnnotateOptions, Annotator, annotate_batch
     url, cache, texts = sys.argv[1], sys.argv[2], sys.argv[3:]
     batch = pa.RecordBatch.from_pylist([{"id": str(i), "text": t, "source": "s", "line": i, "offset": 0}
                                         for i, t in enumerate(texts)], schema=DOCUMENT_SCHEMA)
@@ -504,7 +504,7 @@ def test_a_crashed_run_resumes_where_it_stopped(tmp_path):
 
 CACHE_CHILD = textwrap.dedent("""
     import sys
-    from xlcorpus.transforms.llm_cache import AnswerCache
+    from xlcorpus.transforms.backends.llm_cache import AnswerCache
     cache, worker = AnswerCache(sys.argv[1]), int(sys.argv[2])
     for i in range(300):
         k = (i * 7 + worker * 50) % 300  # the workers overlap: they race on the same keys

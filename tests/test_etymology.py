@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from xlcorpus.transforms.etymology import (
+from xlcorpus.transforms.stages.transliterate.origin import (
     CrossValidation, OriginClassifier, OriginOptions, _Lookup, _ngram_text, cli, cross_validate, fit_softmax,
     format_report, group_kfold, read_rows,
 )

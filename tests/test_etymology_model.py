@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from xlcorpus.transforms.etymology import OriginClassifier, read_rows
-from xlcorpus.transforms.resources import shipped_dir
-from xlcorpus.transforms.transliterate import Transliterator, origin_model_path
+from xlcorpus.transforms.stages.transliterate.origin import OriginClassifier, read_rows
+from xlcorpus.transforms.core.resources import shipped_dir
+from xlcorpus.transforms.stages.transliterate.stage import Transliterator, origin_model_path
 
 MLRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlrs-malti-etymology" / "annotations.tsv"
 SHIPPED = shipped_dir("models") / "mlt-etymology"

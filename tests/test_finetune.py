@@ -12,7 +12,7 @@ import pytest
 
 spm = pytest.importorskip("sentencepiece")
 
-from xlcorpus.transforms.finetune import (  # noqa: E402
+from xlcorpus.transforms.stages.finetune.stage import (  # noqa: E402
     IGNORE_INDEX,
     explicit_weights,
     fertility_report,
@@ -136,7 +136,7 @@ def ner_examples(n: int, seed: int = 0):
 
 @pytest.mark.parametrize("pad_id", [None, PAD])
 def test_align_ner_windows(sp, pad_id):
-    from xlcorpus.transforms.finetune import align_ner
+    from xlcorpus.transforms.stages.finetune.stage import align_ner
 
     max_length, stride = 24, 6
     cap = max_length - 2
@@ -184,7 +184,7 @@ def test_align_ner_windows(sp, pad_id):
 
 
 def test_align_ner_short_and_errors(sp):
-    from xlcorpus.transforms.finetune import align_ner
+    from xlcorpus.transforms.stages.finetune.stage import align_ner
 
     out = align_ner([["the", "farmer"], []], [[3, 4], []], sp, max_length=32, stride=4, cls_id=CLS, sep_id=SEP)
     assert out["example"] == [0, 1] and out["window"] == [0, 0]
@@ -304,7 +304,7 @@ def test_select_rows():
 def test_word_counts_are_str_split_words(sp):
     """Leading, trailing and repeated whitespace of any kind makes no empty words (Arrow's
     utf8_split_whitespace would count them)."""
-    from xlcorpus.transforms.finetune import fertility_report, word_counts
+    from xlcorpus.transforms.stages.finetune.stage import fertility_report, word_counts
 
     texts = [" a  b ", "\u3000x\u00a0y\t", "", None, "one"]
     assert word_counts(texts).tolist() == [2, 2, 0, 0, 1]

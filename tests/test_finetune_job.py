@@ -20,7 +20,7 @@ from xlcorpus.pipelines.cli import demo_config_path, main
 from xlcorpus.pipelines.config import FinetuneConfig, load_config
 from xlcorpus.pipelines.corpus import run_corpus
 from xlcorpus.pipelines.finetune import run_finetune
-from xlcorpus.transforms.finetune import IGNORE_INDEX, fertility_report
+from xlcorpus.transforms.stages.finetune.stage import IGNORE_INDEX, fertility_report
 
 torch = pytest.importorskip("torch")
 

@@ -7,9 +7,9 @@ import pyarrow as pa
 import pytest
 
 from xlcorpus.schemas import LANGID_FIELDS, REJECTED_SCHEMA, dataset_schema
-from xlcorpus.transforms import langid
-from xlcorpus.transforms.scripts import majority_scripts
-from xlcorpus.transforms.langid import (
+from xlcorpus.transforms.stages import langid
+from xlcorpus.transforms.text.scripts import majority_scripts
+from xlcorpus.transforms.stages.langid import (
     LangIdOptions, annotate, clean_for_lid, decide, identify, normalize_label,
     normalize_lang_code, usual_scripts,
 )

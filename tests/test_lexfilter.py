@@ -20,8 +20,8 @@ from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
 from xlcorpus.schemas import DEAD_LETTER_SCHEMA, DOCUMENT_SCHEMA, REJECTED_SCHEMA
-from xlcorpus.transforms import lexfilter
-from xlcorpus.transforms.lexfilter import (
+from xlcorpus.transforms.stages.lexfilter import stage as lexfilter
+from xlcorpus.transforms.stages.lexfilter.stage import (
     DEAD_LETTER, KEPT, LEXFILTER_FIELDS, REJECTED, Lexicon, LexFilterConfigError, LexFilterOptions, LexicalFilter,
     LexiconOptions, NearestWordIndex, SentenceScorer, build_lexicon, filter_batch, format_distance_report,
     language_distances, normalize_text, read_lexicon, score_batch, tokenize, tokenize_batch, word_ngrams,

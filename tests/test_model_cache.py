@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from xlcorpus.transforms.model_cache import is_remote, local_copy
+from xlcorpus.transforms.backends.model_cache import is_remote, local_copy
 
 from .objectstore import ObjectStore
 

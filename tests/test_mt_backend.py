@@ -9,7 +9,7 @@ import random
 
 import numpy as np
 import pytest
-from xlcorpus.transforms import mt_backend as mb
+from xlcorpus.transforms.backends import mt as mb
 
 WORDS = ["the", "a", "man", "woman", "city", "river", "house", "went", "saw", "big", "small", "red", "blue", "to", "from", "in", "on", "at", "with", "Maria", "John", "Anna", "Berg", "Kavia", "Tarvia", "Acme", "Bank", "Cup", "North"]
 

@@ -11,7 +11,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from xlcorpus.schemas import DEAD_LETTER_SCHEMA, NER_SCHEMA
-from xlcorpus.transforms import ner_inputs as ni
+from xlcorpus.transforms.stages.read import ner as ni
 
 
 def _collect(items):

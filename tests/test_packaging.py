@@ -18,10 +18,10 @@ def test_wheel_layout_and_import(tmp_path):
                    check=True, cwd=tmp_path)
     wheel = next(tmp_path.glob("xlcorpus-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for must in ("xlcorpus/schemas/__init__.py", "xlcorpus/transforms/langid.py", "xlcorpus/pipelines/cli.py",
+    for must in ("xlcorpus/schemas/__init__.py", "xlcorpus/transforms/stages/langid.py", "xlcorpus/pipelines/cli.py",
                  "xlcorpus/pipelines/data/demo.yaml", "xlcorpus/pipelines/data/demo.jsonl"):
         assert must in names
-    assert not [n for n in names if n.split("/")[0] in ("schemas", "transforms", "pipelines", "tests")]
+    assert not [n for n in names if n.split("/")[0] in ("schemas", "transforms", "pipelines", "tests", "bench")]
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "xlcorpus = xlcorpus.pipelines.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
     # import from the unpacked wheel alone (dependencies from this environment), not the checkout

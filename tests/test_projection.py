@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from xlcorpus.transforms import mt_backend as mb
-from xlcorpus.transforms import projection as pj
+from xlcorpus.transforms.backends import mt as mb
+from xlcorpus.transforms.stages.project import stage as pj
 
 from tests.test_mt_backend import tiny_model, tiny_sentences
 
@@ -238,7 +238,7 @@ def test_constrained_projector_rows(random_backend):
 def test_pruned_search_on_reference_model_is_exact_and_cheap():
     """On the trained reference model the bounds are tight: same answers as exhaustive
     with at most a fifth of its scored placements."""
-    from xlcorpus.transforms import synthetic_pair as sp
+    from bench import synthetic_pair as sp
 
     pairs = sp.generate(25, seed=11, split="test")
     # the reference model: Marian-like layout, trained without </s> on the source
@@ -256,7 +256,7 @@ def test_pruned_search_on_reference_model_is_exact_and_cheap():
 def test_projection_job_writes_classlabel_dataset(tmp_path, random_backend):
     import datasets
     from xlcorpus.pipelines.projection import ProjectionJob, run_projection
-    from xlcorpus.transforms.ner_inputs import NerReaderOptions
+    from xlcorpus.transforms.stages.read.ner import NerReaderOptions
 
     texts, spans = _random_data(10, seed=7)
     lines = [json.dumps({"id": f"r{k}", "text": t, "spans": s}) for k, (t, s) in enumerate(zip(texts, spans))]

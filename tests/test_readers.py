@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xlcorpus.schemas import DEAD_LETTER_SCHEMA, DOCUMENT_SCHEMA
-from xlcorpus.transforms.readers import (
+from xlcorpus.transforms.stages.read.documents import (
     DEAD_LETTER, DOCS, FileResult, ReaderOptions, detect_format, read_file, stable_id,
 )
 

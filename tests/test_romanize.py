@@ -14,7 +14,7 @@ import uroman
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xlcorpus.transforms.romanize import RomanizedText, Romanizer, map_span, segments
+from xlcorpus.transforms.stages.transliterate.romanize import RomanizedText, Romanizer, map_span, segments
 
 # Sample sentences written for these tests, by script (language in the comment).
 SENTENCES = {

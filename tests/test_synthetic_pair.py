@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from xlcorpus.transforms import synthetic_pair as sp
+from bench import synthetic_pair as sp
 
 MODEL_DIR = sp.reference_model_dir()
 SUFFIXES = {""} | {s for c in sp.CASES.values() for s in (c, "e" + c)}

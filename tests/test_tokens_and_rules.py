@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xlcorpus.transforms.rule_tables import RuleTable, load_table, shipped_tables
-from xlcorpus.transforms.tokens import tokenize, words
+from xlcorpus.transforms.stages.transliterate.rule_tables import RuleTable, load_table, shipped_tables
+from xlcorpus.transforms.text.tokens import tokenize, words
 
 
 def test_tokens_follow_mlrs_conventions():

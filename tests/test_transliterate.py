@@ -8,8 +8,8 @@ import pytest
 import uroman
 
 from xlcorpus.schemas import DOCUMENT_SCHEMA, SPAN, TRANSLIT_FIELDS
-from xlcorpus.transforms import transliterate as tl
-from xlcorpus.transforms.transliterate import Policy, Transliterator, fold_diacritics, load_policy, map_span
+from xlcorpus.transforms.stages.transliterate import stage as tl
+from xlcorpus.transforms.stages.transliterate.stage import Policy, Transliterator, fold_diacritics, load_policy, map_span
 
 
 def policy_file(tmp_path, text: str) -> str:

@@ -77,7 +77,7 @@ def main() -> None:
     import numpy as np
     import sentencepiece as spm
 
-    from xlcorpus.transforms.finetune import align_ner, train_tokenizer
+    from xlcorpus.transforms.stages.finetune.stage import align_ner, train_tokenizer
 
     lines, langs = make_lines(args.lines)
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,7 +98,7 @@ def main() -> None:
     # then PackTailsFn on the bundle's leftovers, exactly as a worker runs them.
     import pyarrow as pa
 
-    from xlcorpus.transforms.finetune import FinetuneOptions, PackSequencesFn, PackTailsFn
+    from xlcorpus.transforms.stages.finetune.stage import FinetuneOptions, PackSequencesFn, PackTailsFn
 
     def arrow(i, b, ls):
         n = len(b)

@@ -13,10 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-
-from xlcorpus.transforms.lid_model import cache_dir
+from xlcorpus.transforms.backends.lid_model import cache_dir, sha256_of
 
 
 def is_remote(path: str) -> bool:
@@ -28,6 +25,10 @@ def local_copy(path: str) -> str:
     """A local path for ``path``: itself when local, else a cached copy (file or folder)."""
     if not is_remote(path):
         return path.removeprefix("file://")
+    # Beam's FileSystems only for remote paths: local use needs no Beam import.
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
     base = path.rstrip("/")
     # A folder (CTranslate2 model, ...) is everything under it; otherwise a single file.
     files = [m for r in FileSystems.match([base + "/**"]) for m in r.metadata_list]
@@ -58,3 +59,8 @@ def local_copy(path: str) -> str:
         if not target.exists():
             raise
     return str(target)
+
+
+def model_identity(path: str) -> dict:
+    """Which model file a run used, for its report: the path and, when local, its SHA-256."""
+    return {"path": path} | ({} if "://" in path else {"sha256": sha256_of(path)})

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import yaml
 
-from xlcorpus.transforms.resources import shipped_names, shipped_or_path
+from xlcorpus.transforms.core.resources import shipped_names, shipped_or_path
 
 CONTEXTS = ("initial", "final", "medial", "any")
 

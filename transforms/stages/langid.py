@@ -1,28 +1,29 @@
 """Language identification with fastText, one predict call per RecordBatch.
 
-Core (no Beam): label normalisation to ISO 639-3 + ISO 15924, majority Unicode
+No Beam here: label normalisation to ISO 639-3 + ISO 15924, majority Unicode
 script of a text, the cleaned copy the model sees, script-consistency correction,
-and the keep/reject decision. ``LanguageId`` is the thin Beam transform around it;
-the model is loaded once per worker process through ``apache_beam.utils.shared``.
+the keep/reject decision, and ``LanguageId``, the stage (run in a pipeline by
+``xlcorpus.transforms.core.beam.StageTransform``).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import os
 
-import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.utils import shared
+from pydantic import Field, field_validator
 
 from xlcorpus.schemas import LANG_CANDIDATE, LANGID_FIELDS
-from xlcorpus.transforms.accounting import DEAD_LETTER, KEPT, REJECTED, BatchStageFn, rejected_rows
-from xlcorpus.transforms.model_cache import local_copy
-from xlcorpus.transforms.scripts import NEUTRAL_SCRIPTS, majority_scripts
+from xlcorpus.transforms.backends.lid_model import SHA256, default_model_path
+from xlcorpus.transforms.backends.model_cache import local_copy, model_identity
+from xlcorpus.transforms.core.accounting import rejected_rows
+from xlcorpus.transforms.core.models import shared_model
+from xlcorpus.transforms.core.stage import Stage, StageOptions, StageResult
+from xlcorpus.transforms.text.scripts import NEUTRAL_SCRIPTS, majority_scripts
 
 log = logging.getLogger(__name__)
 STAGE = "langid"
@@ -114,23 +115,31 @@ def clean_for_lid(texts: pa.Array) -> pa.Array:
 
 
 # --- options and decisions ---------------------------------------------------------
-@dataclass(frozen=True)
-class LangIdOptions:
-    model: str | None = None  # fastText model path; None = bundled lid.176.ftz
-    top_k: int = 3
-    threshold: float = 0.5
-    thresholds: Mapping[str, float] = field(default_factory=dict)  # per language (ISO 639-3)
-    keep: Sequence[str] = ()  # empty: keep every language
-    label_only: bool = False  # tag, never reject
+class LangIdOptions(StageOptions):
+    """Config section ``langid``."""
+
+    enabled: bool = True
+    model: str | None = Field(None, description="fastText model path; default: bundled lid.176.ftz")
+    top_k: int = Field(3, ge=1, le=50)
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    thresholds: dict[str, float] = Field(default_factory=dict, description="per-language thresholds")
+    keep: list[str] = Field(default_factory=list, description="languages to keep (empty: all)")
+    label_only: bool = False
     script_consistency: bool = True
+
+    @field_validator("thresholds")
+    @classmethod
+    def _in_unit_interval(cls, v: dict[str, float]):
+        bad = {k: t for k, t in v.items() if not 0.0 <= t <= 1.0}
+        if bad:
+            raise ValueError(f"thresholds must lie in [0, 1], got {bad}")
+        return v
 
     def normalized(self) -> LangIdOptions:
         """Language codes in the config may be ISO 639-1 or -3: compare in 639-3."""
-        return LangIdOptions(
-            model=self.model, top_k=self.top_k, threshold=self.threshold,
-            thresholds={normalize_lang_code(k): v for k, v in self.thresholds.items()},
-            keep=tuple(normalize_lang_code(k) for k in self.keep),
-            label_only=self.label_only, script_consistency=self.script_consistency)
+        return self.model_copy(update={
+            "thresholds": {normalize_lang_code(k): v for k, v in self.thresholds.items()},
+            "keep": [normalize_lang_code(k) for k in self.keep]})
 
 
 class FastTextModel:
@@ -272,42 +281,33 @@ def annotate(batch: pa.RecordBatch, model: FastTextModel, opts: LangIdOptions
     return kept, rejected_rows(batch, rows, [decisions[i][0] for i in rows], [decisions[i][1] for i in rows], STAGE)
 
 
-# --- Beam ----------------------------------------------------------------------------
-_SHARED_MODELS = shared.Shared()
+# --- the stage ---------------------------------------------------------------------------
+class LanguageId(Stage[LangIdOptions]):
+    """fastText language ID: adds LANGID_FIELDS; rejects empty, low-confidence and
+    not-kept rows. The model is loaded once per worker process; gs:// / s3:// /
+    hdfs:// models are copied to a local cache first."""
 
+    name = STAGE
+    Options = LangIdOptions
+    fields = LANGID_FIELDS
 
-class _LangIdFn(BatchStageFn):
-    stage = STAGE
-
-    def __init__(self, opts: LangIdOptions, model_path: str):
-        super().__init__()
-        self.opts, self.model_path = opts.normalized(), model_path
+    def __init__(self, options: LangIdOptions | None = None, model_path: str | None = None):
+        super().__init__(options)
+        self.opts = self.options.normalized()
+        self.model_path = str(model_path or self.options.model or default_model_path())
         self.model: FastTextModel | None = None
 
-    def setup(self):
-        # One model per worker process, shared by all DoFn instances (threads) in it;
-        # gs:// / s3:// / hdfs:// models are copied to a local cache first.
-        self.model = _SHARED_MODELS.acquire(lambda: _Holder(FastTextModel(local_copy(self.model_path))),
-                                            tag=self.model_path).model
+    def check(self) -> None:
+        if not os.path.exists(self.model_path) and "://" not in self.model_path:
+            raise FileNotFoundError(f"langid.model: {self.model_path} does not exist")
 
-    def step(self, batch: pa.RecordBatch):
-        return annotate(batch, self.model, self.opts)
+    def setup(self) -> None:
+        path = self.model_path
+        self.model = shared_model(f"fasttext:{path}", lambda: FastTextModel(local_copy(path)))
 
+    def process(self, batch: pa.RecordBatch) -> StageResult:
+        return StageResult(*annotate(batch, self.model, self.opts))
 
-class _Holder:
-    """shared.Shared needs a weak-referenceable object."""
-
-    def __init__(self, model: FastTextModel):
-        self.model = model
-
-
-class LanguageId(beam.PTransform):
-    """PCollection[RecordBatch] -> outputs kept / rejected / dead_letter."""
-
-    def __init__(self, opts: LangIdOptions, model_path: str):
-        super().__init__()
-        self.opts, self.model_path = opts, model_path
-
-    def expand(self, batches):
-        return batches | "Identify" >> beam.ParDo(_LangIdFn(self.opts, self.model_path)).with_outputs(
-            REJECTED, DEAD_LETTER, main=KEPT)
+    def report(self) -> dict:
+        identity = model_identity(self.model_path)
+        return identity | {"bundled": identity.get("sha256") == SHA256}

@@ -43,15 +43,15 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.utils import shared
 from xlcorpus.schemas import PROJECTION_SCHEMA
-from xlcorpus.transforms.accounting import (
+from xlcorpus.transforms.core.batch_fn import (
     DEAD_LETTER,
     KEPT,
     REJECTED,
     BatchStageFn,
     rejected_rows,
 )
-from xlcorpus.transforms.mt_backend import SPACE, MTBackend, MTOptions
-from xlcorpus.transforms.tokens import tokenize
+from xlcorpus.transforms.backends.mt import SPACE, MTBackend, MTOptions
+from xlcorpus.transforms.text.tokens import tokenize
 
 log = logging.getLogger(__name__)
 STAGE = "project"
@@ -426,7 +426,7 @@ class Projector:
         if attention:  # forced decoding of the given target gives its attention
             out = fw.translate(sources, attention=True, prefixes=pieces, beam_size=1)
         else:
-            from xlcorpus.transforms.mt_backend import Translation
+            from xlcorpus.transforms.backends.mt import Translation
 
             out = [Translation(p, float("nan")) for p in pieces]
         return out, [float("nan")] * len(texts)

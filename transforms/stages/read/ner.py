@@ -27,8 +27,8 @@ import pyarrow as pa
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from xlcorpus.schemas import DEAD_LETTER_SCHEMA, NER_SCHEMA
-from xlcorpus.transforms.readers import decompressed, detect_format, stable_id
-from xlcorpus.transforms.tokens import tokenize
+from xlcorpus.transforms.stages.read.documents import decompressed, detect_format, stable_id
+from xlcorpus.transforms.text.tokens import tokenize
 
 log = logging.getLogger(__name__)
 STAGE = "read_ner"

@@ -28,13 +28,13 @@ import yaml
 from apache_beam.utils import shared
 
 from xlcorpus.schemas import SPAN, TRANSLIT_FIELDS, TRANSLIT_OFFSET, TRANSLIT_TOKEN
-from xlcorpus.transforms.accounting import DEAD_LETTER, KEPT, REJECTED, BatchStageFn, rejected_rows
-from xlcorpus.transforms.model_cache import local_copy
-from xlcorpus.transforms.resources import shipped_dir, shipped_names, shipped_or_path
-from xlcorpus.transforms.romanize import Romanizer, map_span  # noqa: F401 - map_span is part of this API
-from xlcorpus.transforms.rule_tables import load_table
-from xlcorpus.transforms.scripts import majority_scripts
-from xlcorpus.transforms.tokens import tokenize
+from xlcorpus.transforms.core.batch_fn import DEAD_LETTER, KEPT, REJECTED, BatchStageFn, rejected_rows
+from xlcorpus.transforms.backends.model_cache import local_copy
+from xlcorpus.transforms.core.resources import shipped_dir, shipped_names, shipped_or_path
+from xlcorpus.transforms.stages.transliterate.romanize import Romanizer, map_span  # noqa: F401 - map_span is part of this API
+from xlcorpus.transforms.stages.transliterate.rule_tables import load_table
+from xlcorpus.transforms.text.scripts import majority_scripts
+from xlcorpus.transforms.text.tokens import tokenize
 
 log = logging.getLogger(__name__)
 STAGE = "transliterate"
@@ -115,7 +115,7 @@ class Transliterator:
 
     def classifier(self, model: str):
         if model not in self._classifiers:
-            from xlcorpus.transforms.etymology import OriginClassifier
+            from xlcorpus.transforms.stages.transliterate.origin import OriginClassifier
 
             self._classifiers[model] = OriginClassifier.load(origin_model_path(model))
         return self._classifiers[model]

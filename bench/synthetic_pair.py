@@ -68,7 +68,7 @@ MODEL_NAME = "synth-en-xx"  # the shipped reference model trained on this pair (
 
 def reference_model_dir() -> Path:
     """The shipped CTranslate2 model folder (``model.bin``, ``spm.model``, ``MODEL_CARD.md``...)."""
-    from xlcorpus.transforms.resources import shipped_dir
+    from xlcorpus.transforms.core.resources import shipped_dir
 
     return shipped_dir("models") / MODEL_NAME
 

@@ -46,7 +46,7 @@ import yaml
 from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 from xlcorpus.schemas import ANNOTATE_FIELDS, SPAN
-from xlcorpus.transforms.accounting import (
+from xlcorpus.transforms.core.batch_fn import (
     DEAD_LETTER,
     KEPT,
     REJECTED,
@@ -54,8 +54,8 @@ from xlcorpus.transforms.accounting import (
     dead_letter_rows,
     rejected_rows,
 )
-from xlcorpus.transforms.llm_cache import AnswerCache, cache_key
-from xlcorpus.transforms.llm_client import (
+from xlcorpus.transforms.backends.llm_cache import AnswerCache, cache_key
+from xlcorpus.transforms.backends.llm_client import (
     CT2Settings,
     CTranslate2Backend,
     HTTPSettings,
@@ -64,7 +64,7 @@ from xlcorpus.transforms.llm_client import (
     LLMUnavailable,
     OpenAIChatBackend,
 )
-from xlcorpus.transforms.resources import shipped_names, shipped_or_path
+from xlcorpus.transforms.core.resources import shipped_names, shipped_or_path
 
 log = logging.getLogger(__name__)
 STAGE = "annotate"

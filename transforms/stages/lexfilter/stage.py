@@ -52,8 +52,8 @@ from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
 from xlcorpus.schemas import LEXFILTER_FIELDS
-from xlcorpus.transforms.accounting import DEAD_LETTER, KEPT, REJECTED, BatchStageFn, rejected_rows
-from xlcorpus.transforms.model_cache import local_copy
+from xlcorpus.transforms.core.batch_fn import DEAD_LETTER, KEPT, REJECTED, BatchStageFn, rejected_rows
+from xlcorpus.transforms.backends.model_cache import local_copy
 
 log = logging.getLogger(__name__)
 STAGE = "lexfilter"

@@ -40,8 +40,8 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils import shared
 from apache_beam.utils.windowed_value import WindowedValue
 
-from xlcorpus.transforms.accounting import REJECTED, BatchStageFn, rejected_rows
-from xlcorpus.transforms.model_cache import local_copy
+from xlcorpus.transforms.core.batch_fn import REJECTED, BatchStageFn, rejected_rows
+from xlcorpus.transforms.backends.model_cache import local_copy
 
 IGNORE_INDEX = -100  # the label PyTorch's cross-entropy skips
 

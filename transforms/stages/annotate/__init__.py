@@ -1,0 +1,1 @@
+"""LLM-assisted annotation: tasks, validation, voting and the stage."""

@@ -1,0 +1,1 @@
+"""Lexical-distance filter: keep rows lexically close to the target language."""

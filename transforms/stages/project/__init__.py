@@ -1,0 +1,1 @@
+"""NER label projection into a machine translation: constrained, marker and alignment methods."""

@@ -1,0 +1,1 @@
+"""Readers: documents (JSONL / text / Parquet) for the corpus job, NER examples for projection."""

@@ -1,0 +1,1 @@
+"""Transliteration: uroman romanization, rule tables and the per-word origin classifier."""

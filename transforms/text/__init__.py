@@ -1,0 +1,1 @@
+"""Unicode helpers shared by stages: scripts of text, word tokens."""
