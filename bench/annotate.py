@@ -47,7 +47,7 @@ def start_server(delay: float) -> tuple[subprocess.Popen, str]:
 async def raw_aiohttp(base_url: str, texts: list[str], concurrency: int) -> float:
     """The same request bodies as xlcorpus sends (rendered prompt, response_format)."""
     import aiohttp
-    from xlcorpus.transforms.stages.annotate.stage import load_task
+    from xlcorpus.transforms.stages.annotate.tasks import load_task
 
     task = load_task("classify")
     payloads = [{"model": "bench", "messages": task.messages("extract", text=t), "temperature": 0.0,
@@ -65,7 +65,8 @@ async def raw_aiohttp(base_url: str, texts: list[str], concurrency: int) -> floa
 
 
 def xlcorpus_run(base_url: str, texts: list[str], concurrency: int, cache_dir: str | None) -> float:
-    from xlcorpus.transforms.stages.annotate.stage import AnnotateOptions, Annotator
+    from xlcorpus.transforms.stages.annotate.options import AnnotateOptions
+    from xlcorpus.transforms.stages.annotate.stage import Annotator
 
     annotator = Annotator(AnnotateOptions(task="classify", model="bench", base_url=base_url, two_stage=False,
                                           concurrency=concurrency, cache_dir=cache_dir))

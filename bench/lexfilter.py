@@ -44,7 +44,7 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from xlcorpus.transforms.stages.lexfilter.stage import Lexicon, SentenceScorer, brute_force_nearest, tokenize_batch
+from xlcorpus.transforms.stages.lexfilter import Lexicon, SentenceScorer, brute_force_nearest, tokenize_batch
 
 TARGET_ONSETS = "b d f g h k l m n p r s t v w y z ch sh ny ng mb nd".split()
 TARGET_VOWELS = "a e i o u".split()

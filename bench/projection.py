@@ -21,6 +21,7 @@ from pathlib import Path
 # bench/tokenize.py would shadow the standard library's tokenize (imported by pandas via
 # Beam): drop this script's folder from the import path first.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.synthetic_pair` from any directory
 
 import argparse
 import json
@@ -99,7 +100,8 @@ def main(argv=None) -> int:
 
     from bench import synthetic_pair as sp
     from xlcorpus.transforms.backends.mt import MTBackend, MTOptions
-    from xlcorpus.transforms.stages.project.stage import ProjectionOptions, Projector
+    from xlcorpus.transforms.stages.project.options import ProjectionOptions
+    from xlcorpus.transforms.stages.project.projector import Projector
 
     meta_path = Path(args.model) / "languages.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}

@@ -60,11 +60,8 @@ PAD, BOS, EOS = 3, 1, 2
 
 
 def _synthetic():
-    try:
-        from bench import synthetic_pair
-    except ImportError:  # a checkout that is not installed
-        sys.path.insert(0, str(ROOT / "transforms"))
-        import synthetic_pair  # type: ignore
+    from bench import synthetic_pair  # the repository root is on sys.path (above)
+
     return synthetic_pair
 
 
@@ -443,7 +440,7 @@ CARD = """# synth-en-xx: reference translation model for label projection
 A small Transformer encoder-decoder (CTranslate2, int8) that translates the project's
 synthetic English-like language (`en`) into its synthetic target language (`xx`),
 both defined by `bench.synthetic_pair`. It exists so that label
-projection (`transforms/projection.py`) and its benchmark can run offline on a real
+projection (`transforms/stages/project/`) and its benchmark can run offline on a real
 model whose gold target spans are known by construction. It knows nothing else:
 real English gives garbage.
 

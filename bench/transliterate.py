@@ -4,7 +4,7 @@
 
 Prints lines/s of:
 - ``Romanizer.romanize_batch`` (text + offset maps), built once outside the timed region
-  as a Beam worker does in ``DoFn.setup``; cold cache (first pass) and warm (second pass);
+  as the stage does in ``Transliterate.setup``; cold cache (first pass) and warm (second pass);
 - uroman ``romanize_string(line)`` uncached, on an evenly spaced subsample (it is too slow
   for all lines; targets: >= 10x);
 - uroman with its own cache on (``Uroman(cache_size=65536)``) on all lines (target >= 1x);
@@ -113,7 +113,7 @@ def main() -> None:
           f"{len({s for line in lines for s in segments(line)}):,} distinct segments; "
           f"subsample: {len(sample):,} lines (every {step}th)")
 
-    # Built once, outside the timed region, as DoFn.setup would.
+    # Built once, outside the timed region, as Transliterate.setup would.
     rom = Romanizer(cache_size=args.cache_size).load()
     batches = [lines[i:i + args.batch] for i in range(0, len(lines), args.batch)]
     results = []

@@ -139,8 +139,8 @@ def _project(args, beam_args: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["etymology"]:  # its own argument parser, in the classifier's module
-        from xlcorpus.transforms.stages.transliterate.origin import cli as etymology_cli
+    if argv[:1] == ["etymology"]:  # its own argument parser, in the training module
+        from xlcorpus.pipelines.etymology import cli as etymology_cli
 
         return etymology_cli(argv[1:])
     args, beam_args = _parser().parse_known_args(argv)
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, beam_args)
     except Exception as e:  # a clear one-line error, not a traceback, for user mistakes
         from xlcorpus.pipelines.config import ConfigError
-        from xlcorpus.pipelines.corpus import OutputExistsError
+        from xlcorpus.pipelines.run import OutputExistsError
 
         if isinstance(e, (ConfigError, OutputExistsError, FileNotFoundError, ValueError)):
             console.print(f"[red]error:[/] {e}")
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _lexicon(args) -> int:
     from xlcorpus.pipelines import lexicon
-    from xlcorpus.transforms.stages.lexfilter.stage import format_distance_report
+    from xlcorpus.transforms.stages.lexfilter.score import format_distance_report
 
     if args.lexicon_command == "build":
         summary = lexicon.build(args.input, args.lang, args.out, text_field=args.text_field,
@@ -231,7 +231,8 @@ def _tokenizer(args) -> int:
 
 
 def _finetune(args, beam_args: list[str]) -> int:
-    from xlcorpus.pipelines.config import FinetuneConfig, load_config
+    from xlcorpus.pipelines.config import load_config
+    from xlcorpus.pipelines.finetune_config import FinetuneConfig
     from xlcorpus.pipelines.finetune import run_finetune
 
     data = {}
@@ -355,7 +356,7 @@ def _summary(report: dict, out: str) -> None:
                   f" ({'balanced' if a['balanced'] else 'UNBALANCED'}); {report['rows_per_second']:.0f} rows/s")
     console.print(f"splits: {report['splits']}; languages: {langs}")
     if report.get("language_distances"):
-        from xlcorpus.transforms.stages.lexfilter.stage import format_distance_report
+        from xlcorpus.transforms.stages.lexfilter.score import format_distance_report
 
         console.print("lexical distance of candidate source languages to the target lexicon:")
         console.print(format_distance_report(report["language_distances"]), markup=False)

@@ -181,15 +181,3 @@ def load_config(path: str | Path | None = None, data: dict | None = None, overri
 
         config.resolve_paths(resolve)
     return config
-        if config.lexfilter.lexicon:
-            config.lexfilter.lexicon = resolve(config.lexfilter.lexicon)
-        ac = config.annotate
-        if Path(ac.task).suffix:
-            ac.task = resolve(ac.task)
-        for key in ("cache_dir", "tokenizer"):
-            if getattr(ac, key):
-                setattr(ac, key, resolve(getattr(ac, key)))
-        if ac.backend == "ctranslate2" and ac.model:
-            ac.model = resolve(ac.model)
-        config.lexfilter.compare = {k: resolve(v) for k, v in config.lexfilter.compare.items()}
-    return config

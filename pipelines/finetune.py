@@ -19,7 +19,6 @@ import os
 import posixpath
 import tempfile
 import time
-import uuid
 from collections import Counter
 from importlib.metadata import version
 
@@ -30,17 +29,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from xlcorpus.pipelines.config import FinetuneConfig
-from xlcorpus.pipelines.corpus import finish_run, flatten_or_empty
+from xlcorpus.pipelines.finetune_config import FinetuneConfig
+from xlcorpus.pipelines.run import finish_run, pipeline_options, prepare_output, temporary_dir
 from xlcorpus.schemas import finetune_schema, output_features
-from xlcorpus.transforms.stages import write as dataset_sink
-from xlcorpus.transforms.stages.finetune import stage as finetune
-from xlcorpus.transforms.stages.read import documents as readers
-from xlcorpus.transforms.core.batch_fn import DEAD_LETTER, KEPT, REJECTED
 from xlcorpus.transforms.backends.lid_model import sha256_of
 from xlcorpus.transforms.backends.model_cache import local_copy
+from xlcorpus.transforms.core.accounting import DEAD_LETTER, KEPT, REJECTED
+from xlcorpus.transforms.core.beam import flatten_or_empty
+from xlcorpus.transforms.stages import write as dataset_sink
+from xlcorpus.transforms.stages.finetune import mix
+from xlcorpus.transforms.stages.finetune.common import STATS, merge_stats, stats_section
+from xlcorpus.transforms.stages.finetune.stage import AlignNer, PackSequences
+from xlcorpus.transforms.stages.finetune.tokenizer import fertility_from_stats, train_tokenizer
+from xlcorpus.transforms.stages.read import documents as readers
 
 log = logging.getLogger(__name__)
 SPLIT_COLUMN = "split"
@@ -158,18 +160,18 @@ def count_languages(batch: pa.RecordBatch, splits: tuple[str, ...]) -> dict[str,
 def mixing_rates(stats: dict[str, int], temperature: float | None, ratios: dict[str, float], total: int | None,
                  seed: int) -> dict[str, float]:
     """Copies per row for each language (may be < 1 or > 1), from the counts and the rule."""
-    counts = finetune.stats_section(stats, "before")
+    counts = stats_section(stats, "before")
     if not counts:
         return {}
     if temperature is not None:
-        weights = finetune.temperature_weights(counts, temperature)
+        weights = mix.temperature_weights(counts, temperature)
     else:
         missing = sorted(set(ratios) - set(counts))
         if missing:
             raise ValueError(f"mix.ratios names languages with no rows in the mixed splits: {missing} "
                              f"(languages present: {sorted(counts)})")
-        weights = finetune.explicit_weights({lang: ratios.get(lang, 0.0) for lang in counts})
-    plan = finetune.sample_plan(counts, weights, total, seed)
+        weights = mix.explicit_weights({lang: ratios.get(lang, 0.0) for lang in counts})
+    plan = mix.sample_plan(counts, weights, total, seed)
     return {lang: plan[lang] / counts[lang] for lang in counts}
 
 
@@ -188,7 +190,7 @@ class MixFn(beam.DoFn):
         ids = batch.column("id").to_pylist()
         for lang in sorted(set(langs[in_mix].tolist())):
             rows = np.flatnonzero(in_mix & (langs == lang))
-            copies[rows] = finetune.repeat_counts([ids[i] for i in rows], lang, rates.get(lang, 1.0), self.seed)
+            copies[rows] = mix.repeat_counts([ids[i] for i in rows], lang, rates.get(lang, 1.0), self.seed)
         take = np.repeat(np.arange(batch.num_rows), copies)
         out = batch.take(pa.array(take))
         if (copies > 1).any():  # copy k of a row is id~k, so ids stay unique
@@ -199,7 +201,7 @@ class MixFn(beam.DoFn):
             np.repeat(in_mix, copies)].tolist())
         if out.num_rows:
             yield out
-        yield beam.pvalue.TaggedOutput(finetune.STATS, {f"after|{k}": v for k, v in after.items()})
+        yield beam.pvalue.TaggedOutput(STATS, {f"after|{k}": v for k, v in after.items()})
 
 
 # --- the job ----------------------------------------------------------------------------
@@ -217,11 +219,10 @@ def prepare_tokenizer(config: FinetuneConfig, tmp_dir: str) -> tuple[str, bool]:
             if not os.path.exists(local):
                 raise FileNotFoundError(f"tokenizer.model: {tc.model} does not exist")
         else:
-            local = finetune.train_tokenizer(_input_texts(config), os.path.join(work, "tokenizer"),
-                                             vocab_size=tc.vocab_size, model_type=tc.model_type,
-                                             character_coverage=tc.character_coverage,
-                                             sample_lines=tc.sample_lines, seed=tc.seed, hard_vocab_limit=False,
-                                             pad_id=3)
+            local = train_tokenizer(_input_texts(config), os.path.join(work, "tokenizer"),
+                                    vocab_size=tc.vocab_size, model_type=tc.model_type,
+                                    character_coverage=tc.character_coverage, sample_lines=tc.sample_lines,
+                                    seed=tc.seed, hard_vocab_limit=False, pad_id=3)
         target = FileSystems.join(tmp_dir, TOKENIZER)
         with open(local, "rb") as src, FileSystems.create(
                 target, compression_type=CompressionTypes.UNCOMPRESSED) as dst:
@@ -249,7 +250,7 @@ def _features(schema: pa.Schema, names: list[str]) -> dict:
     return features
 
 
-def build_finetune_pipeline(p: beam.Pipeline, config: FinetuneConfig, opts: finetune.FinetuneOptions,
+def build_finetune_pipeline(p: beam.Pipeline, config: FinetuneConfig, stage: PackSequences | AlignNer,
                             tmp_dir: str, split_names: list[str]):
     """Compose the job on ``p``; returns (manifest, stats) PCollections."""
     ic = config.input
@@ -271,45 +272,31 @@ def build_finetune_pipeline(p: beam.Pipeline, config: FinetuneConfig, opts: fine
     if mc.enabled:
         splits = tuple(mc.splits)
         before = (rows | "CountLanguages" >> beam.Map(count_languages, splits)
-                  | "SumLanguages" >> beam.CombineGlobally(finetune.merge_stats))
+                  | "SumLanguages" >> beam.CombineGlobally(merge_stats))
         rates = before | "Rates" >> beam.Map(mixing_rates, mc.temperature, dict(mc.ratios), mc.total, mc.seed)
         mixed = rows | "Mix" >> beam.ParDo(MixFn(splits, mc.seed), beam.pvalue.AsSingleton(rates)).with_outputs(
-            finetune.STATS, main="rows")
+            STATS, main="rows")
         rows = mixed["rows"]
-        stats += [before, mixed[finetune.STATS]]
+        stats += [before, mixed[STATS]]
     stats.append(rows | "CountMixed" >> beam.Map(lambda b: {"mixed": b.num_rows}))
 
-    special = None
-    if config.task == "lm":
-        packed = rows | "Pack" >> beam.ParDo(finetune.PackSequencesFn(opts)).with_outputs(
-            finetune.TAILS, finetune.STATS, REJECTED, main=KEPT)
-        import sentencepiece as spm
-
-        special = finetune.SpecialIds.of(spm.SentencePieceProcessor(model_file=local_copy(opts.tokenizer)))
-        tails = (packed[finetune.TAILS] | "GroupTails" >> beam.GroupByKey()
-                 | "PackTails" >> beam.ParDo(finetune.PackTailsFn(opts, special.eos, special.pad)).with_outputs(
-                     finetune.STATS, main=KEPT))
-        kept = (packed[KEPT], tails[KEPT]) | "AllSequences" >> beam.Flatten()
-        rejected = packed[REJECTED]
-        stats += [packed[finetune.STATS], tails[finetune.STATS]]
-    else:
-        windows = rows | "AlignNer" >> beam.ParDo(finetune.AlignNerFn(opts)).with_outputs(
-            finetune.STATS, REJECTED, DEAD_LETTER, main=KEPT)
-        kept, rejected = windows[KEPT], windows[REJECTED]
-        dead.append(windows[DEAD_LETTER])
-        stats.append(windows[finetune.STATS])
+    out = rows | ("Pack" if config.task == "lm" else "AlignNer") >> stage.transform()
+    kept, rejected = out[KEPT], out[REJECTED]
+    if DEAD_LETTER in out:  # packing has none: a document it cannot pack has no pieces (rejected)
+        dead.append(out[DEAD_LETTER])
+    stats.append(out[STATS])
 
     schema = finetune_schema(config.task, config.seq_len if config.task == "lm" else config.max_length)
     shard_rows = config.output.max_rows_per_shard
     side_specs, features = dataset_sink.accounting_outputs(tmp_dir, shard_rows)
-    features[dataset_sink.DATASET] = _features(schema, list(opts.label_names))
+    features[dataset_sink.DATASET] = _features(schema, list(stage.options.label_names))
     specs = [dataset_sink.SinkSpec(dataset_sink.DATASET, tmp_dir, dataset_sink.hf_schema(schema, features["dataset"]),
                                    {s: 1.0 for s in split_names}, None, shard_rows, split_column=SPLIT_COLUMN),
              *side_specs]
     outputs = {dataset_sink.DATASET: kept, dataset_sink.REJECTED: rejected,
                dataset_sink.DEAD_LETTER: flatten_or_empty(p, "DeadLetter", dead), "input_stats": input_stats}
     manifest = outputs | "WriteDataset" >> dataset_sink.WriteDataset(tmp_dir, specs, features)
-    total = tuple(stats) | "AllStats" >> beam.Flatten() | "SumStats" >> beam.CombineGlobally(finetune.merge_stats)
+    total = tuple(stats) | "AllStats" >> beam.Flatten() | "SumStats" >> beam.CombineGlobally(merge_stats)
     return manifest, total
 
 
@@ -323,19 +310,11 @@ class _WriteStats(beam.DoFn):
 
 def run_finetune(config: FinetuneConfig, beam_args: list[str] | None = None) -> dict:
     """Run the job to completion; returns the report (also written to DIR/report.json)."""
-    out = config.output.path
-    if not out:
-        raise ValueError("no output directory: set output.path or pass --output DIR")
+    out = prepare_output(config.output.path, config.output.overwrite, check_exists=False)
     if not (config.input.dataset or config.input.paths):
         raise ValueError("no input: set input.dataset (a saved dataset) or input.paths (raw files)")
-    out = out if "://" in out else os.path.abspath(out)
-    if dataset_sink.output_exists(out) and not config.output.overwrite:
-        from xlcorpus.pipelines.corpus import OutputExistsError
-
-        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
-    options = PipelineOptions(beam_args or [])
-    if options.view_as(StandardOptions).runner is None:
-        options.view_as(StandardOptions).runner = "DirectRunner"
+    prepare_output(out, config.output.overwrite)  # fails if it exists, after the input check as before
+    options = pipeline_options(beam_args)
 
     if config.input.dataset:
         parts = dataset_parts(config.input.dataset)
@@ -352,13 +331,14 @@ def run_finetune(config: FinetuneConfig, beam_args: list[str] | None = None) -> 
     if config.task == "ner" and not names:
         raise ValueError("task ner: the input's ner_tags carry no ClassLabel names; set label_names")
 
-    tmp_dir = f"{out}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp_dir = temporary_dir(out)
     started = time.time()
     tokenizer, trained = prepare_tokenizer(config, tmp_dir)
-    opts = finetune.FinetuneOptions(task=config.task, tokenizer=tokenizer, seq_len=config.seq_len,
-                                    max_length=config.max_length, stride=config.stride, label_names=tuple(names))
+    stage = (PackSequences if config.task == "lm" else AlignNer)(config.stage_options(label_names=names),
+                                                                  tokenizer=tokenizer)
+    stage.check()
     p = beam.Pipeline(options=options)
-    manifest, stats = build_finetune_pipeline(p, config, opts, tmp_dir, split_names)
+    manifest, stats = build_finetune_pipeline(p, config, stage, tmp_dir, split_names)
     stats_path = FileSystems.join(tmp_dir, "_stats.json")
     _ = stats | "WriteStats" >> beam.ParDo(_WriteStats(stats_path))
     p.run().wait_until_finish()
@@ -387,12 +367,12 @@ def build_finetune_report(config: FinetuneConfig, manifest: dict, stats: dict, t
     lines = sum(i["lines"] for i in manifest["inputs"])
     rows_in = stats.get("in", 0)
     mixed = stats.get("mixed", rows_in)
-    documents = sum(finetune.stats_section(stats, "documents").values())
+    documents = sum(stats_section(stats, "documents").values())
     n_rejected, n_dead = sum(rejected.values()), sum(dead.values())
     # every row that reached the tokenizer is packed/windowed, rejected or dead-lettered
     balanced = mixed == documents + n_rejected + (n_dead - read_dead) and (
         not config.input.paths or lines == rows_in + read_dead)
-    seqs, tokens = finetune.stats_section(stats, "sequences"), finetune.stats_section(stats, "tokens")
+    seqs, tokens = stats_section(stats, "sequences"), stats_section(stats, "tokens")
     width = config.seq_len
     packing = None
     if config.task == "lm":
@@ -401,7 +381,7 @@ def build_finetune_report(config: FinetuneConfig, manifest: dict, stats: dict, t
                    "efficiency": round(sum(tokens.values()) / slots, 6) if slots else 1.0,
                    "per_language": {lang: {"sequences": n, "efficiency": round(tokens.get(lang, 0) / (n * width), 6)}
                                     for lang, n in sorted(seqs.items())}}
-    before, after = finetune.stats_section(stats, "before"), finetune.stats_section(stats, "after")
+    before, after = stats_section(stats, "before"), stats_section(stats, "after")
     seconds = max(finished - started, 1e-9)
     return {
         "name": config.name,
@@ -416,7 +396,7 @@ def build_finetune_report(config: FinetuneConfig, manifest: dict, stats: dict, t
                        "dead_letter": n_dead, "balanced": balanced},
         "rejected": dict(sorted(rejected.items())),
         "dead_letter": dict(sorted(dead.items())),
-        "fertility": finetune.fertility_from_stats(stats),
+        "fertility": fertility_from_stats(stats),
         "mix": ({"rule": {"temperature": config.mix.temperature} if config.mix.temperature is not None
                  else {"ratios": config.mix.ratios}, "splits": config.mix.splits,
                  "before": before, "after": after,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
 from xlcorpus.pipelines.config import Strict as _Strict
+from xlcorpus.transforms.stages.finetune.options import FinetuneOptions
 
 
 class FinetuneInputConfig(_Strict):
@@ -61,18 +62,8 @@ class FinetuneOutputConfig(_Strict):
     overwrite: bool = False
 
 
-class FinetuneConfig(_Strict):
-    name: str = "xlcorpus-finetune"
-    task: Literal["lm", "ner"] = "lm"
-    input: FinetuneInputConfig = Field(default_factory=FinetuneInputConfig)
-    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
-    seq_len: int = Field(512, ge=2, description="lm: packed sequence length")
-    max_length: int = Field(128, ge=3, description="ner: window length in pieces, with [cls] and [sep]")
-    stride: int = Field(32, ge=0, description="ner: pieces two windows of one example may share")
-    label_names: list[str] = Field(default_factory=list,
-                                   description="ner: label names, when the input has no ClassLabel feature")
-    mix: MixConfig = Field(default_factory=MixConfig)
-    output: FinetuneOutputConfig = Field(default_factory=FinetuneOutputConfig)
+class _FinetuneBase(_Strict):
+    """The finetune job; its fields are made by ``_finetune_config`` below."""
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -81,6 +72,11 @@ class FinetuneConfig(_Strict):
         if self.task == "ner" and not self.stride < self.max_length - 2:
             raise ValueError(f"stride must be < max_length - 2 = {self.max_length - 2}")
         return self
+
+    def stage_options(self, **update) -> FinetuneOptions:
+        """This config's ``FinetuneOptions`` (``update``: values the job resolved, e.g. label names)."""
+        return FinetuneOptions(**{k: getattr(self, k) for k in FinetuneOptions.model_fields if k != "enabled"}
+                               | update)
 
     @property
     def paths_only(self) -> bool:
@@ -93,3 +89,21 @@ class FinetuneConfig(_Strict):
             self.input.dataset = resolve(self.input.dataset)
         if self.tokenizer.model:
             self.tokenizer.model = resolve(self.tokenizer.model)
+
+
+def _finetune_config() -> type[_FinetuneBase]:
+    """The config in its documented key order, the stages' keys taken from their options
+    (declared once, in ``FinetuneOptions``)."""
+    stage = {name: (f.annotation, f) for name, f in FinetuneOptions.model_fields.items() if name != "enabled"}
+    return create_model(
+        "FinetuneConfig", __base__=_FinetuneBase, __module__=__name__,
+        name=(str, "xlcorpus-finetune"),
+        task=stage.pop("task"),
+        input=(FinetuneInputConfig, Field(default_factory=FinetuneInputConfig)),
+        tokenizer=(TokenizerConfig, Field(default_factory=TokenizerConfig)),
+        **stage,
+        mix=(MixConfig, Field(default_factory=MixConfig)),
+        output=(FinetuneOutputConfig, Field(default_factory=FinetuneOutputConfig)))
+
+
+FinetuneConfig = _finetune_config()

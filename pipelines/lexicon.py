@@ -16,7 +16,7 @@ import orjson
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from xlcorpus.transforms.stages.lexfilter import stage as lexfilter
+from xlcorpus.transforms.stages import lexfilter
 from xlcorpus.transforms.stages.read import documents as readers
 
 

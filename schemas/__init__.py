@@ -7,19 +7,20 @@ the dataset can tell where a column came from.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import pyarrow as pa
 
 STAGE_KEY = b"xlcorpus.stage"
 
 
-def _owned(stage: str, *fields: pa.Field) -> tuple[pa.Field, ...]:
+def owned(stage: str, *fields: pa.Field) -> tuple[pa.Field, ...]:
+    """``fields`` with metadata naming the stage that owns them."""
     return tuple(f.with_metadata({STAGE_KEY: stage.encode()}) for f in fields)
 
 
 # --- the document record (owned by the reader) --------------------------------
-DOCUMENT_FIELDS = _owned(
+DOCUMENT_FIELDS = owned(
     "read",
     pa.field("id", pa.string(), nullable=False),
     pa.field("text", pa.string(), nullable=False),
@@ -32,7 +33,7 @@ DOCUMENT_SCHEMA = pa.schema(DOCUMENT_FIELDS)
 
 # --- language identification ---------------------------------------------------
 LANG_CANDIDATE = pa.struct([("lang", pa.string()), ("script", pa.string()), ("score", pa.float32())])
-LANGID_FIELDS = _owned(
+LANGID_FIELDS = owned(
     "langid",
     pa.field("lang", pa.string()),  # ISO 639-3 ("zxx" when the text has no linguistic content)
     pa.field("lang_score", pa.float32()),  # model probability of `lang`; null when not predicted
@@ -43,7 +44,7 @@ LANGID_FIELDS = _owned(
 )
 
 # --- lexical-distance filter ------------------------------------------------------------
-LEXFILTER_FIELDS = _owned(
+LEXFILTER_FIELDS = owned(
     "lexfilter",
     pa.field("lex_distance", pa.float32()),  # the chosen metric's score; null where the filter does not apply
     pa.field("lex_metric", pa.string()),  # levenshtein | ngram_cosine | ngram_out_of_place
@@ -54,7 +55,7 @@ SPAN = pa.struct([("start", pa.int64()), ("end", pa.int64()), ("label", pa.strin
 TRANSLIT_TOKEN = pa.struct([("start", pa.int32()), ("end", pa.int32()), ("origin", pa.string()),
                             ("action", pa.string())])
 TRANSLIT_OFFSET = pa.list_(pa.int32(), 4)  # (src_start, src_end, out_start, out_end)
-TRANSLIT_FIELDS = _owned(
+TRANSLIT_FIELDS = owned(
     "transliterate",
     pa.field("translit_text", pa.string()),  # null where no policy applies to the row's language
     pa.field("translit_policy", pa.string()),
@@ -64,7 +65,7 @@ TRANSLIT_FIELDS = _owned(
 )
 
 # --- LLM-assisted annotation ----------------------------------------------------------
-ANNOTATE_FIELDS = _owned(
+ANNOTATE_FIELDS = owned(
     "annotate",
     pa.field("annotation", pa.string()),  # the validated answer (JSON), with the offsets the stage found
     pa.field("annotation_spans", pa.list_(SPAN)),  # span tasks (ner): labelled spans on the annotated column
@@ -80,11 +81,12 @@ STAGE_FIELDS: dict[str, tuple[pa.Field, ...]] = {
 STAGE_FIELDS["annotate"] = ANNOTATE_FIELDS
 
 
-def dataset_schema(stages: Iterable[str] = ("langid",)) -> pa.Schema:
-    """Schema of kept rows after the given stages ran, in pipeline order."""
+def dataset_schema(stages: Iterable[str | Sequence[pa.Field]] = ("langid",)) -> pa.Schema:
+    """Schema of kept rows after the given stages ran, in pipeline order: each item is
+    a stage name declared here or the stage's own fields (``Stage.fields``)."""
     fields = list(DOCUMENT_FIELDS)
     for stage in stages:
-        fields.extend(STAGE_FIELDS[stage])
+        fields.extend(STAGE_FIELDS[stage] if isinstance(stage, str) else stage)
     return pa.schema(fields)
 
 
@@ -108,12 +110,12 @@ def finetune_schema(task: str, width: int) -> pa.Schema:
                 ids("word_ids")]  # word index of each piece in `tokens`, -1 for specials/padding
     else:
         raise ValueError(f"unknown fine-tuning task {task!r} (lm or ner)")
-    return pa.schema(_owned("finetune", *head, *body))
+    return pa.schema(owned("finetune", *head, *body))
 
 
 # --- NER inputs and label projection (xlcorpus project) ------------------------------
 # An NER record is a document plus its words and labelled character spans on `text`.
-NER_FIELDS = _owned(
+NER_FIELDS = owned(
     "read_ner",
     pa.field("tokens", pa.list_(pa.string())),  # words of `text` (CoNLL/HF: as given; JSONL: tokenized)
     pa.field("spans", pa.list_(SPAN)),  # entities, [start, end) chars of `text`, label without B-/I-
@@ -122,7 +124,7 @@ NER_SCHEMA = pa.schema(list(DOCUMENT_FIELDS) + list(NER_FIELDS))
 
 # A projected row is a new record in the other language: `text`, `tokens`, `ner_tags` and
 # `spans` describe the projected sentence; the labelled original stays in src_*.
-PROJECTION_FIELDS = _owned(
+PROJECTION_FIELDS = owned(
     "project",
     pa.field("tokens", pa.list_(pa.string())),
     pa.field("ner_tags", pa.list_(pa.int64())),  # IOB2 ids; Sequence(ClassLabel) in the dataset features
@@ -145,7 +147,7 @@ PROJECTION_SCHEMA = pa.schema(
 REJECTED_SCHEMA = pa.schema(
     list(DOCUMENT_FIELDS)
     + list(
-        _owned(
+        owned(
             "accounting",
             pa.field("stage", pa.string(), nullable=False),
             pa.field("reason", pa.string(), nullable=False),
@@ -156,7 +158,7 @@ REJECTED_SCHEMA = pa.schema(
 
 # A dead-letter row could not be processed: the raw bytes are kept so nothing is lost.
 DEAD_LETTER_SCHEMA = pa.schema(
-    _owned(
+    owned(
         "accounting",
         pa.field("stage", pa.string(), nullable=False),
         pa.field("reason", pa.string(), nullable=False),

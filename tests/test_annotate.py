@@ -28,14 +28,13 @@ from xlcorpus.schemas import (
     REJECTED_SCHEMA,
     dataset_schema,
 )
+from pydantic import ValidationError
+from xlcorpus.transforms.core.accounting import DEAD_LETTER, KEPT, REJECTED
 from xlcorpus.transforms.stages.annotate import stage as an
-from xlcorpus.transforms.core.batch_fn import DEAD_LETTER, KEPT, REJECTED
-from xlcorpus.transforms.stages.annotate.stage import (
-    AnnotateConfigError,
-    AnnotateOptions,
-    Annotator,
-    annotate_batch,
-)
+from xlcorpus.transforms.stages.annotate import tasks, validate
+from xlcorpus.transforms.stages.annotate import vote as voting
+from xlcorpus.transforms.stages.annotate.options import AnnotateConfigError, AnnotateOptions
+from xlcorpus.transforms.stages.annotate.stage import Annotator, annotate_batch
 from xlcorpus.transforms.backends.llm_cache import AnswerCache, cache_key
 from xlcorpus.transforms.backends.llm_client import TokenBucket, parse_retry_after
 
@@ -85,43 +84,43 @@ def api_key(monkeypatch):
 
 # --- pure core ------------------------------------------------------------------------------
 def test_parse_json_tolerates_fences_and_chatter():
-    assert an.parse_json('{"a": 1}') == ({"a": 1}, None)
-    assert an.parse_json('Sure!\n```json\n{"a": [1, 2]}\n```\nHope it helps.') == ({"a": [1, 2]}, None)
-    assert an.parse_json('The answer is {"a": 1} and {"b": 2}.') == ({"a": 1}, None)
-    assert an.parse_json('[{"text": "x"}] trailing') == ([{"text": "x"}], None)
-    value, error = an.parse_json('{"a": 1')
+    assert validate.parse_json('{"a": 1}') == ({"a": 1}, None)
+    assert validate.parse_json('Sure!\n```json\n{"a": [1, 2]}\n```\nHope it helps.') == ({"a": [1, 2]}, None)
+    assert validate.parse_json('The answer is {"a": 1} and {"b": 2}.') == ({"a": 1}, None)
+    assert validate.parse_json('[{"text": "x"}] trailing') == ([{"text": "x"}], None)
+    value, error = validate.parse_json('{"a": 1')
     assert value is None and "not JSON" in error
-    assert an.parse_json("  ") == (None, "the answer is empty")
+    assert validate.parse_json("  ") == (None, "the answer is empty")
 
 
 def test_schema_errors_subset():
-    schema = an.load_task("ner").with_labels(["PER", "LOC"]).response_schema
+    schema = tasks.load_task("ner").with_labels(["PER", "LOC"]).response_schema
     assert schema["properties"]["entities"]["items"]["properties"]["label"]["enum"] == ["PER", "LOC"]
-    assert an.schema_errors({"entities": [{"text": "x", "label": "PER"}]}, schema) == []
-    assert an.schema_errors({"entities": [{"text": "", "label": "ORG", "x": 1}], "extra": 2}, schema) == [
+    assert validate.schema_errors({"entities": [{"text": "x", "label": "PER"}]}, schema) == []
+    assert validate.schema_errors({"entities": [{"text": "", "label": "ORG", "x": 1}], "extra": 2}, schema) == [
         "$: unexpected key 'extra'",
         "$.entities[0]: unexpected key 'x'",
         "$.entities[0].text: shorter than 1 characters",
         "$.entities[0].label: 'ORG' is not one of ['PER', 'LOC']"]
-    assert an.schema_errors([], schema) == ["$: expected object, got list"]
-    assert an.schema_errors({"n": 1.5}, {"properties": {"n": {"type": "integer"}}}) == [
+    assert validate.schema_errors([], schema) == ["$: expected object, got list"]
+    assert validate.schema_errors({"n": 1.5}, {"properties": {"n": {"type": "integer"}}}) == [
         "$.n: expected integer, got float"]
 
 
 def test_find_span_after_whitespace_normalisation():
     text = "Ada  Lovelace\nmet\tAda Lovelace; Adam too."
-    assert an.find_span(text, "Ada Lovelace") == [(0, 13), (18, 30)]
+    assert validate.find_span(text, "Ada Lovelace") == [(0, 13), (18, 30)]
     assert text[0:13] == "Ada  Lovelace"
-    assert an.find_span(text, " Ada\n Lovelace ") == [(0, 13), (18, 30)]
-    assert an.find_span(text, "Ada") == [(0, 3), (18, 21)]  # whole words win over "Adam"
-    assert an.find_span(text, "Ad") == [(0, 2), (18, 20), (32, 34)]  # no whole word: substrings
-    assert an.find_span(text, "Babbage") == [] and an.find_span(text, "  ") == []
+    assert validate.find_span(text, " Ada\n Lovelace ") == [(0, 13), (18, 30)]
+    assert validate.find_span(text, "Ada") == [(0, 3), (18, 21)]  # whole words win over "Adam"
+    assert validate.find_span(text, "Ad") == [(0, 2), (18, 20), (32, 34)]  # no whole word: substrings
+    assert validate.find_span(text, "Babbage") == [] and validate.find_span(text, "  ") == []
 
 
 def test_validate_answer_ner_spans_labels_and_overlaps():
-    task = an.load_task("ner")
+    task = tasks.load_task("ner")
     text = "New York is in New York State. York is old."
-    good, errors = an.validate_answer(task, text, json.loads(entities(
+    good, errors = validate.validate_answer(task, text, json.loads(entities(
         ("New York", "LOC"), ("York", "LOC"), ("New York State", "LOC"), ("New York", "LOC"))))
     assert errors == []
     assert good.value == {"entities": [{"text": "New York", "label": "LOC"}, {"text": "York", "label": "LOC"},
@@ -129,52 +128,53 @@ def test_validate_answer_ner_spans_labels_and_overlaps():
     assert good.annotation["entities"][0]["offsets"] == {"text": [0, 8]}
     # every occurrence; a longer span wins over one inside it
     assert [(s["start"], s["end"]) for s in good.spans] == [(0, 8), (15, 29), (31, 35)]
-    bad, errors = an.validate_answer(task, text, json.loads(entities(("Boston", "LOC"), ("York", "CITY"))))
+    bad, errors = validate.validate_answer(task, text, json.loads(entities(("Boston", "LOC"), ("York", "CITY"))))
     assert bad is None
     assert errors == ["$.entities[1].label: 'CITY' is not one of ['PER', 'ORG', 'LOC', 'MISC']"]
-    bad, errors = an.validate_answer(task, text, json.loads(entities(("Boston", "LOC"))))
+    bad, errors = validate.validate_answer(task, text, json.loads(entities(("Boston", "LOC"))))
     assert errors == ["entities[0].text: 'Boston' does not occur in the text"]
     # a bare list is the list of entities
-    ok, _ = an.validate_answer(task, text, [{"text": "York", "label": "LOC"}])
+    ok, _ = validate.validate_answer(task, text, [{"text": "York", "label": "LOC"}])
     assert ok.value == {"entities": [{"text": "York", "label": "LOC"}]}
 
 
 def test_validate_answer_openie_and_classify():
     text = "Marie Curie discovered polonium in 1898."
-    task = an.load_task("openie")
-    ok, errors = an.validate_answer(task, text, {"triples": [
+    task = tasks.load_task("openie")
+    ok, errors = validate.validate_answer(task, text, {"triples": [
         {"subject": "Marie Curie", "relation": "discovered", "object": "polonium"}]})
     assert errors == [] and ok.spans is None
     assert ok.annotation["triples"][0]["offsets"] == {"subject": [0, 11], "object": [23, 31]}
-    _, errors = an.validate_answer(task, text, {"triples": [
+    _, errors = validate.validate_answer(task, text, {"triples": [
         {"subject": "Pierre Curie", "relation": "discovered", "object": "radium"}]})
     assert errors == ["triples[0].subject: 'Pierre Curie' does not occur in the text",
                       "triples[0].object: 'radium' does not occur in the text"]
-    cls = an.load_task("classify").with_labels(["sci", "sport"])
-    ok, _ = an.validate_answer(cls, text, {"label": "sci"})
+    cls = tasks.load_task("classify").with_labels(["sci", "sport"])
+    ok, _ = validate.validate_answer(cls, text, {"label": "sci"})
     assert ok.label == "sci" and ok.spans is None
-    assert an.validate_answer(cls, text, {"label": "art"})[1] == ["$.label: 'art' is not one of ['sci', 'sport']"]
+    assert validate.validate_answer(cls, text, {"label": "art"})[1] == [
+        "$.label: 'art' is not one of ['sci', 'sport']"]
 
 
 def test_vote_plurality_and_confidence():
-    task = an.load_task("classify")
-    a = {lab: an.validate_answer(task, "t", {"label": lab})[0] for lab in ("positive", "negative")}
-    winner, conf = an.vote([a["negative"], a["positive"], None, a["positive"]], 4)
+    task = tasks.load_task("classify")
+    a = {lab: validate.validate_answer(task, "t", {"label": lab})[0] for lab in ("positive", "negative")}
+    winner, conf = voting.vote([a["negative"], a["positive"], None, a["positive"]], 4)
     assert winner.label == "positive" and conf == 0.5
-    winner, conf = an.vote([a["negative"], a["positive"]], 2)  # tie: the first sample wins
+    winner, conf = voting.vote([a["negative"], a["positive"]], 2)  # tie: the first sample wins
     assert winner.label == "negative" and conf == 0.5
-    assert an.vote([None, None], 2) == (None, 0.0)
-    ner = an.load_task("ner")
-    x, _ = an.validate_answer(ner, "A B", json.loads(entities(("A", "PER"), ("B", "LOC"))))
-    y, _ = an.validate_answer(ner, "A B", json.loads(entities(("B", "LOC"), ("A", "PER"))))
+    assert voting.vote([None, None], 2) == (None, 0.0)
+    ner = tasks.load_task("ner")
+    x, _ = validate.validate_answer(ner, "A B", json.loads(entities(("A", "PER"), ("B", "LOC"))))
+    y, _ = validate.validate_answer(ner, "A B", json.loads(entities(("B", "LOC"), ("A", "PER"))))
     assert x.key == y.key  # the same entities in another order are the same answer
-    assert an.vote([y, x, None], 3) == (y, pytest.approx(2 / 3))
+    assert voting.vote([y, x, None], 3) == (y, pytest.approx(2 / 3))
 
 
 def test_shipped_tasks_and_user_templates(tmp_path):
-    assert an.shipped_tasks() == ["classify", "freeform", "ner", "openie"]
-    for name in an.shipped_tasks():
-        task = an.load_task(name)
+    assert tasks.shipped_tasks() == ["classify", "freeform", "ner", "openie"]
+    for name in tasks.shipped_tasks():
+        task = tasks.load_task(name)
         for prompt in ("extract", "verify"):
             msgs = task.messages(prompt, text="Some TEXT here.", candidates='{"x": 1}')
             assert msgs[0]["role"] == "system" and "Some TEXT here." in msgs[1]["content"]
@@ -184,19 +184,19 @@ def test_shipped_tasks_and_user_templates(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text((REPO / "transforms/tasks/classify.yaml").read_text().replace("{{labels}}", "{{labelz}}", 1))
     with pytest.raises(AnnotateConfigError, match=r"unknown placeholder\(s\) \['labelz'\]"):
-        an.load_task(str(path))
+        tasks.load_task(str(path))
     path.write_text((REPO / "transforms/tasks/classify.yaml").read_text().replace("name: classify", "name: mine"))
-    assert an.load_task(str(path)).name == "mine"
+    assert tasks.load_task(str(path)).name == "mine"
     # the template and the labels are part of the cache identity
-    assert an.load_task("classify").hash != an.load_task(str(path)).hash
-    assert an.load_task("classify").hash != an.load_task("classify").with_labels(["a"]).hash
+    assert tasks.load_task("classify").hash != tasks.load_task(str(path)).hash
+    assert tasks.load_task("classify").hash != tasks.load_task("classify").with_labels(["a"]).hash
     with pytest.raises(AnnotateConfigError, match=r"no shipped task 'nope'; shipped: \['classify'"):
-        an.load_task("nope")
+        tasks.load_task("nope")
     with pytest.raises(AnnotateConfigError, match="cannot read"):
-        an.load_task(str(tmp_path / "missing.yaml"))
+        tasks.load_task(str(tmp_path / "missing.yaml"))
     with pytest.raises(AnnotateConfigError, match="n_samples > 1 needs temperature > 0"):
-        AnnotateOptions(model="m", n_samples=3)
-    with pytest.raises(AnnotateConfigError, match="backend"):
+        an.Annotate(AnnotateOptions(model="m", n_samples=3)).check()
+    with pytest.raises(ValidationError, match="backend"):
         AnnotateOptions(model="m", backend="carrier-pigeon")
 
 
@@ -466,7 +466,8 @@ def test_rerun_makes_zero_requests(tmp_path):
 CRASH_CHILD = textwrap.dedent("""
     import sys, pyarrow as pa
     from xlcorpus.schemas import DOCUMENT_SCHEMA
-    from xlcorpus.transforms.stages.annotate.stage import AnnotateOptions, Annotator, annotate_batch
+    from xlcorpus.transforms.stages.annotate.options import AnnotateOptions
+    from xlcorpus.transforms.stages.annotate.stage import Annotator, annotate_batch
     url, cache, texts = sys.argv[1], sys.argv[2], sys.argv[3:]
     batch = pa.RecordBatch.from_pylist([{"id": str(i), "text": t, "source": "s", "line": i, "offset": 0}
                                         for i, t in enumerate(texts)], schema=DOCUMENT_SCHEMA)
@@ -553,7 +554,7 @@ def test_annotate_transform_on_the_direct_runner(tmp_path):
     with ChatServer(responder) as server:
         o = opts(server, two_stage=True, max_retries=2, max_repairs=1, cache_dir=str(tmp_path / "c"))
         p = beam.Pipeline("DirectRunner")
-        out = p | beam.Create(batches, reshuffle=False) | an.Annotate(o)
+        out = p | beam.Create(batches, reshuffle=False) | an.Annotate(o).transform()
         for tag in (KEPT, REJECTED, DEAD_LETTER):
             assert_that(out[tag], collect(tmp_path / f"{tag}.json"), label=tag)
         result = p.run()
@@ -654,7 +655,8 @@ def test_ctranslate2_backend_in_a_pipeline(tiny_decoder, tmp_path):
     o = AnnotateOptions(backend="ctranslate2", model=model, tokenizer=tokenizer, max_tokens=16, max_repairs=0,
                         task="classify", cache_dir=str(tmp_path / "c"))
     p = beam.Pipeline("DirectRunner")
-    out = p | beam.Create([docs(["Ada Lovelace lived in London.", "x y"])], reshuffle=False) | an.Annotate(o)
+    out = (p | beam.Create([docs(["Ada Lovelace lived in London.", "x y"])], reshuffle=False)
+           | an.Annotate(o).transform())
     for tag in (KEPT, REJECTED):
         assert_that(out[tag], collect(tmp_path / f"{tag}.json"), label=tag)
     p.run().wait_until_finish()

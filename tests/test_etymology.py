@@ -7,16 +7,18 @@ read from the shared data folder, never copied into the repository.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from xlcorpus.transforms.stages.transliterate.origin import (
-    CrossValidation, OriginClassifier, OriginOptions, _Lookup, _ngram_text, cli, cross_validate, fit_softmax,
-    format_report, group_kfold, read_rows,
+from xlcorpus.pipelines.etymology import (
+    CrossValidation, cli, cross_validate, fit, fit_softmax, format_report, group_kfold, read_rows,
 )
+from xlcorpus.transforms.stages.transliterate.features import Lookup, ngram_text
+from xlcorpus.transforms.stages.transliterate.origin import OriginClassifier, OriginOptions
 
 MLRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlrs-malti-etymology" / "annotations.tsv"
 
@@ -46,21 +48,24 @@ def tiny_rows() -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def tiny() -> OriginClassifier:
     rows = tiny_rows()
-    return OriginClassifier(OriginOptions(inner_folds=3)).fit(
-        [r["token"] for r in rows], [r["label"] for r in rows], [r["id"] for r in rows])
+    return fit([r["token"] for r in rows], [r["label"] for r in rows], [r["id"] for r in rows],
+               OriginOptions(inner_folds=3))
 
 
 @pytest.fixture(scope="module")
 def mlrs_rows() -> list[dict[str, str]]:
     if not MLRS.exists():
-        pytest.skip(f"MLRS etymology data not found at {MLRS}")
+        if os.environ.get("XLCORPUS_NO_SHARED") == "1":
+            pytest.skip(f"XLCORPUS_NO_SHARED=1: skipping the tests on the MLRS data (not at {MLRS})")
+        pytest.fail(f"MLRS etymology data missing: {MLRS} (../shared beside the checkout); "
+                    "set XLCORPUS_NO_SHARED=1 to skip these tests")
     return read_rows(MLRS)
 
 
 @pytest.fixture(scope="module")
 def mlrs_model(mlrs_rows) -> OriginClassifier:
-    return OriginClassifier().fit([r["token"] for r in mlrs_rows], [r["category_merged"] for r in mlrs_rows],
-                                  [r["id"] for r in mlrs_rows])
+    return fit([r["token"] for r in mlrs_rows], [r["category_merged"] for r in mlrs_rows],
+               [r["id"] for r in mlrs_rows])
 
 
 def test_read_rows_keeps_quote_tokens(mlrs_rows):
@@ -90,7 +95,7 @@ def test_lookup_wins_for_seen_tokens():
     # times): the lookup's majority wins over the n-grams; an unseen look-alike does not.
     rows = [(w, "Arabic") for w in ARABIC * 3] + [(w, "Non-Arabic") for w in ROMANCE * 3] + \
            [("għarus", "Non-Arabic"), ("għarus", "Arabic"), ("għarus", "Non-Arabic")]
-    clf = OriginClassifier(OriginOptions(inner_folds=0)).fit([t for t, _ in rows], [lab for _, lab in rows])
+    clf = fit([t for t, _ in rows], [lab for _, lab in rows], options=OriginOptions(inner_folds=0))
     assert clf.predict(["għarus", "għarusa"]) == ["Non-Arabic", "Arabic"]
     assert clf._context is None  # inner_folds=0: n-gram model only
 
@@ -106,11 +111,11 @@ def test_lookup_wins_for_seen_tokens():
     ("</s>", False, "_</s>"),  # would end the line
 ])
 def test_ngram_text(token, initial, text):
-    assert _ngram_text(token, initial) == text
+    assert ngram_text(token, initial) == text
 
 
 def test_lookup_needs_a_clear_majority():
-    lk = _Lookup.build(["a", "a", "b", "b", "b", "c"], [0, 1, 1, 1, 0, 0], 2)
+    lk = Lookup.build(["a", "a", "b", "b", "b", "c"], [0, 1, 1, 1, 0, 0], 2)
     assert lk.known(["a", "b", "c", "d"], 0.5).tolist() == [-1, 1, 0, -1]  # tie, 2/3, 1/1, unseen
     assert lk.known(["b"], 0.7).tolist() == [-1]
     assert lk.lowercase == {"a": [1, 1], "b": [1, 2], "c": [1, 0]}
@@ -118,8 +123,8 @@ def test_lookup_needs_a_clear_majority():
 
 def test_training_is_deterministic(tiny):
     rows = tiny_rows()
-    again = OriginClassifier(OriginOptions(inner_folds=3)).fit(
-        [r["token"] for r in rows], [r["label"] for r in rows], [r["id"] for r in rows])
+    again = fit([r["token"] for r in rows], [r["label"] for r in rows], [r["id"] for r in rows],
+                OriginOptions(inner_folds=3))
     probe = ["għalqa", "edukazzjoni", "cycle", "Ħamrun", "x", "ħobż"]
     ids = [0, 0, 0, 1, 1, 1]
     assert again.predict(probe, ids) == tiny.predict(probe, ids)

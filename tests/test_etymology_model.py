@@ -4,15 +4,18 @@ maltese-arabic policy does with it."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from xlcorpus.transforms.stages.transliterate.origin import OriginClassifier, read_rows
+from xlcorpus.pipelines.etymology import read_rows
 from xlcorpus.transforms.core.resources import shipped_dir
-from xlcorpus.transforms.stages.transliterate.stage import Transliterator, origin_model_path
+from xlcorpus.transforms.stages.transliterate.origin import OriginClassifier
+from xlcorpus.transforms.stages.transliterate.policies import origin_model_path
+from xlcorpus.transforms.stages.transliterate.stage import Transliterator
 
 MLRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlrs-malti-etymology" / "annotations.tsv"
 SHIPPED = shipped_dir("models") / "mlt-etymology"
@@ -40,7 +43,10 @@ def test_shipped_model_is_what_training_gives(tmp_path):
     labels, and the same predictions on words it never saw. (Bytes match on this
     machine; floating point may differ in the last bits on another CPU.)"""
     if not MLRS.exists():
-        pytest.fail(f"{MLRS} is missing: the MLRS data must sit in ../shared beside the checkout")
+        if os.environ.get("XLCORPUS_NO_SHARED") == "1":
+            pytest.skip(f"XLCORPUS_NO_SHARED=1: skipping the retraining check (MLRS data not at {MLRS})")
+        pytest.fail(f"MLRS etymology data missing: {MLRS} (../shared beside the checkout); "
+                    "set XLCORPUS_NO_SHARED=1 to skip this test")
     subprocess.run([sys.executable, "-m", "xlcorpus.pipelines.cli", "etymology", "train", "--data", str(MLRS),
                     "--label-column", "category_merged", "--sentence-column", "id", "--quantize",
                     "--out", str(tmp_path / "m")], check=True, capture_output=True)

@@ -9,22 +9,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sentencepiece as spm
 
-spm = pytest.importorskip("sentencepiece")
-
-from xlcorpus.transforms.stages.finetune.stage import (  # noqa: E402
-    IGNORE_INDEX,
+from xlcorpus.transforms.stages.finetune.common import IGNORE_INDEX
+from xlcorpus.transforms.stages.finetune.mix import (
     explicit_weights,
-    fertility_report,
-    pack,
-    pack_by_language,
-    packing_efficiency,
     repeat_counts,
     sample_plan,
     select_rows,
     temperature_weights,
-    train_tokenizer,
 )
+from xlcorpus.transforms.stages.finetune.pack import pack, pack_by_language, packing_efficiency
+from xlcorpus.transforms.stages.finetune.tokenizer import fertility_report, train_tokenizer
 
 # Three small "languages", two Latin and one Cyrillic; every subject/verb/object
 # combination is a distinct sentence (1000 per language).
@@ -136,7 +132,7 @@ def ner_examples(n: int, seed: int = 0):
 
 @pytest.mark.parametrize("pad_id", [None, PAD])
 def test_align_ner_windows(sp, pad_id):
-    from xlcorpus.transforms.stages.finetune.stage import align_ner
+    from xlcorpus.transforms.stages.finetune.ner import align_ner
 
     max_length, stride = 24, 6
     cap = max_length - 2
@@ -184,7 +180,7 @@ def test_align_ner_windows(sp, pad_id):
 
 
 def test_align_ner_short_and_errors(sp):
-    from xlcorpus.transforms.stages.finetune.stage import align_ner
+    from xlcorpus.transforms.stages.finetune.ner import align_ner
 
     out = align_ner([["the", "farmer"], []], [[3, 4], []], sp, max_length=32, stride=4, cls_id=CLS, sep_id=SEP)
     assert out["example"] == [0, 1] and out["window"] == [0, 0]
@@ -304,7 +300,7 @@ def test_select_rows():
 def test_word_counts_are_str_split_words(sp):
     """Leading, trailing and repeated whitespace of any kind makes no empty words (Arrow's
     utf8_split_whitespace would count them)."""
-    from xlcorpus.transforms.stages.finetune.stage import fertility_report, word_counts
+    from xlcorpus.transforms.stages.finetune.tokenizer import fertility_report, word_counts
 
     texts = [" a  b ", "\u3000x\u00a0y\t", "", None, "one"]
     assert word_counts(texts).tolist() == [2, 2, 0, 0, 1]

@@ -15,14 +15,15 @@ import datasets
 import numpy as np
 import pytest
 import sentencepiece as spm
+import torch
 
 from xlcorpus.pipelines.cli import demo_config_path, main
-from xlcorpus.pipelines.config import FinetuneConfig, load_config
+from xlcorpus.pipelines.config import load_config
 from xlcorpus.pipelines.corpus import run_corpus
 from xlcorpus.pipelines.finetune import run_finetune
-from xlcorpus.transforms.stages.finetune.stage import IGNORE_INDEX, fertility_report
-
-torch = pytest.importorskip("torch")
+from xlcorpus.pipelines.finetune_config import FinetuneConfig
+from xlcorpus.transforms.stages.finetune.common import IGNORE_INDEX
+from xlcorpus.transforms.stages.finetune.tokenizer import fertility_report
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ import pyarrow as pa
 import pytest
 
 from xlcorpus.schemas import LANGID_FIELDS, REJECTED_SCHEMA, dataset_schema
+from xlcorpus.transforms.core.accounting import DEAD_LETTER
+from xlcorpus.transforms.core.beam import StageFn
 from xlcorpus.transforms.stages import langid
 from xlcorpus.transforms.text.scripts import majority_scripts
 from xlcorpus.transforms.stages.langid import (
@@ -212,11 +214,13 @@ def test_model_fault_dead_letters_only_the_bad_row(lid_model):
         {"id": str(i), "text": text, "source": "f.jsonl", "line": i + 1, "offset": 0, "meta": None}
         for i, text in enumerate(["The weather is lovely today.", "this line goes BOOM", "Das Wetter ist schön."])],
         schema=DOCUMENT_SCHEMA)
-    fn = langid._LangIdFn(LangIdOptions(threshold=0.0), "unused")
-    fn.model = _FailsOnBoom(lid_model)
+    stage = langid.LanguageId(LangIdOptions(threshold=0.0), model_path="unused")
+    stage.model = _FailsOnBoom(lid_model)
+    fn = StageFn(stage, setup=False)  # the model is already in place
+    fn.setup()
     out = list(fn.process(batch))
     kept = [o for o in out if isinstance(o, pa.RecordBatch)]
-    dead = [o.value for o in out if getattr(o, "tag", None) == langid.DEAD_LETTER]
+    dead = [o.value for o in out if getattr(o, "tag", None) == DEAD_LETTER]
     assert [r.column("id")[0].as_py() for r in kept] == ["0", "2"]
     assert len(dead) == 1 and dead[0].column("id").to_pylist() == ["1"]
     assert dead[0].column("reason").to_pylist() == ["model_error"]

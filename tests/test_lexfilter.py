@@ -19,13 +19,13 @@ from hypothesis import strategies as st
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
-from xlcorpus.schemas import DEAD_LETTER_SCHEMA, DOCUMENT_SCHEMA, REJECTED_SCHEMA
-from xlcorpus.transforms.stages.lexfilter import stage as lexfilter
-from xlcorpus.transforms.stages.lexfilter.stage import (
-    DEAD_LETTER, KEPT, LEXFILTER_FIELDS, REJECTED, Lexicon, LexFilterConfigError, LexFilterOptions, LexicalFilter,
-    LexiconOptions, NearestWordIndex, SentenceScorer, build_lexicon, filter_batch, format_distance_report,
-    language_distances, normalize_text, read_lexicon, score_batch, tokenize, tokenize_batch, word_ngrams,
-    write_lexicon,
+import xlcorpus.transforms.stages.lexfilter as lexfilter
+from xlcorpus.schemas import DEAD_LETTER_SCHEMA, DOCUMENT_SCHEMA, LEXFILTER_FIELDS, REJECTED_SCHEMA
+from xlcorpus.transforms.core.accounting import DEAD_LETTER, KEPT, REJECTED
+from xlcorpus.transforms.stages.lexfilter import (
+    Lexicon, LexFilterConfigError, LexFilterOptions, LexicalFilter, LexiconOptions, NearestWordIndex, SentenceScorer,
+    build_lexicon, filter_batch, format_distance_report, language_distances, normalize_text, read_lexicon,
+    score_batch, tokenize, tokenize_batch, word_ngrams, write_lexicon,
 )
 
 
@@ -204,7 +204,7 @@ def test_fast_tokens_are_the_tokens_of_each_row():
 
 def test_capped_options_reach_the_scorer(tmp_path):
     opts = LexFilterOptions(lexicon=write_target(tmp_path), threshold=0.4, max_word_edits=1, max_word_distance=0.3)
-    scorer = lexfilter._load_scorer(opts)
+    scorer = lexfilter.load_scorer(opts)
     assert (scorer.index.max_edits, scorer.index.max_distance) == (1, 0.3)
     text = "mwalimo xyzzy kitabu"  # one edit, nothing near, exact
     assert scorer.score([text])[0] == pytest.approx((1 / 7 + 1.0 + 0.0) / 3, abs=1e-6)
@@ -330,11 +330,11 @@ def write_target(tmp_path) -> str:
 
 def test_threshold_keeps_the_near_cognate_sentences(tmp_path):
     opts = LexFilterOptions(lexicon=write_target(tmp_path), threshold=0.4)
-    scorer = lexfilter._load_scorer(opts)
+    scorer = lexfilter.load_scorer(opts)
     texts = [COGNATE_SENTENCES[0], UNRELATED_SENTENCES[0], COGNATE_SENTENCES[1], "—", UNRELATED_SENTENCES[1],
              COGNATE_SENTENCES[2], UNRELATED_SENTENCES[2], COGNATE_SENTENCES[3], COGNATE_SENTENCES[4],
              UNRELATED_SENTENCES[3], UNRELATED_SENTENCES[4]]
-    kept, rejected = filter_batch(docs(texts), scorer, opts)
+    kept, rejected = filter_batch(docs(texts), scorer, opts.threshold, opts.metric)
     assert kept.column("id").to_pylist() == ["d0", "d2", "d5", "d7", "d8"]
     assert kept.schema.field("lex_distance") == LEXFILTER_FIELDS[0]
     assert kept.column("lex_metric").to_pylist() == ["levenshtein"] * 5
@@ -349,32 +349,35 @@ def test_threshold_keeps_the_near_cognate_sentences(tmp_path):
 
 
 def test_rows_of_other_languages_pass_through(tmp_path):
-    opts = LexFilterOptions(lexicon=write_target(tmp_path), threshold=0.4, langs=["SWH"])
-    scorer = lexfilter._load_scorer(opts)
+    stage = LexicalFilter(LexFilterOptions(lexicon=write_target(tmp_path), threshold=0.4, langs=["SWH"]))
+    stage.setup()
+    scorer = stage.scorer
     batch = docs([UNRELATED_SENTENCES[0], UNRELATED_SENTENCES[0], COGNATE_SENTENCES[0], "", None],
                  langs=["eng", "swh", "swh", None, "eng"])
-    scores, applies = score_batch(batch, scorer, opts.langs)
+    scores, applies = score_batch(batch, scorer, stage.langs)
     assert applies.tolist() == [False, True, True, False, False] and np.isnan(scores[[0, 3, 4]]).all()
-    kept, rejected = filter_batch(batch, scorer, opts)
+    kept, rejected = stage.process(batch)[:2]
     assert kept.column("id").to_pylist() == ["d0", "d2", "d3", "d4"]
     assert kept.column("lex_distance").is_null().to_pylist() == [True, False, True, True]
     assert kept.column("lex_metric").to_pylist() == [None, "levenshtein", None, None]
     assert kept.column("text").to_pylist()[0] == UNRELATED_SENTENCES[0]
     assert rejected.column("id").to_pylist() == ["d1"]
     with pytest.raises(LexFilterConfigError, match="lang"):
-        score_batch(docs(["x"]), scorer, opts.langs)
+        score_batch(docs(["x"]), scorer, stage.langs)
 
 
 def test_options_are_validated():
     with pytest.raises(ValueError, match="exactly one"):
-        LexFilterOptions(lexicon="x")
+        LexFilterOptions(enabled=True, lexicon="x")
     with pytest.raises(ValueError, match="exactly one"):
-        LexFilterOptions(lexicon="x", threshold=0.2, keep_fraction=0.5)
+        LexFilterOptions(enabled=True, lexicon="x", threshold=0.2, keep_fraction=0.5)
+    with pytest.raises(ValueError, match="exactly one"):  # the stage checks even when not enabled by config
+        LexicalFilter(LexFilterOptions(lexicon="x")).check()
     with pytest.raises(ValueError, match="keep_fraction"):
         LexFilterOptions(lexicon="x", keep_fraction=0)
     with pytest.raises(ValueError, match="metric"):
         LexFilterOptions(lexicon="x", threshold=0.1, metric="jaccard")
-    assert LexFilterOptions(lexicon="x", threshold=0.1, langs=[" SWH "]).langs == ("swh",)
+    assert LexicalFilter(LexFilterOptions(lexicon="x", threshold=0.1, langs=[" SWH "])).langs == ("swh",)
 
 
 # --- Beam ------------------------------------------------------------------------------------------
@@ -417,7 +420,7 @@ def test_keep_fraction_through_the_direct_runner(tmp_path):
     batches = [docs(texts[i:i + 250], start=i) for i in range(0, len(texts), 250)]
     opts = LexFilterOptions(lexicon=write_target(tmp_path), keep_fraction=0.3)
     with beam.Pipeline("DirectRunner") as p:
-        seen = collect(p | beam.Create(batches, reshuffle=False) | LexicalFilter(opts))
+        seen = collect(p | beam.Create(batches, reshuffle=False) | LexicalFilter(opts).transform())
     kept = pa.Table.from_batches(seen[KEPT])
     rejected = pa.Table.from_batches(seen[REJECTED], REJECTED_SCHEMA)
     assert not seen[DEAD_LETTER]
@@ -447,7 +450,7 @@ def test_failing_rows_become_dead_letters(tmp_path, monkeypatch):
     batch = docs([COGNATE_SENTENCES[0], "💥 jambo", UNRELATED_SENTENCES[0], COGNATE_SENTENCES[1]],
                  langs=["swh", "swh", "swh", "eng"])
     with beam.Pipeline("DirectRunner") as p:
-        seen = collect(p | beam.Create([batch]) | LexicalFilter(opts))
+        seen = collect(p | beam.Create([batch]) | LexicalFilter(opts).transform())
     dead = pa.Table.from_batches(seen[DEAD_LETTER], DEAD_LETTER_SCHEMA)
     assert dead.column("id").to_pylist() == ["d1"] and "scorer exploded" in dead.column("error")[0].as_py()
     assert dead.column("raw")[0].as_py() == "💥 jambo".encode()

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 
 from xlcorpus.pipelines import lexicon
 from xlcorpus.pipelines.cli import demo_config_path, main
-from xlcorpus.transforms.stages.lexfilter.stage import read_lexicon
+from xlcorpus.transforms.stages.lexfilter import read_lexicon
 
 from .conftest import write_jsonl
 

@@ -11,7 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from xlcorpus.transforms.backends import mt as mb
-from xlcorpus.transforms.stages.project import stage as pj
+from xlcorpus.transforms.stages.project.constrained import constrained_search, run_searches
+from xlcorpus.transforms.stages.project.marker import match_entities
+from xlcorpus.transforms.stages.project.markers import (
+    boundaries,
+    detokenize,
+    iob2_names,
+    mark,
+    parse_markers,
+    to_original,
+    tokens_and_tags,
+    word_ids,
+)
+from xlcorpus.transforms.stages.project.options import ProjectionOptions
+from xlcorpus.transforms.stages.project.projector import Projector
 
 from tests.test_mt_backend import tiny_model, tiny_sentences
 
@@ -22,35 +35,35 @@ SHIPPED = Path(__file__).resolve().parents[1] / "transforms" / "models" / "synth
 def test_mark_and_parse_markers_roundtrip():
     text = "Maria saw North Kavia."
     spans = [{"start": 0, "end": 5, "label": "PER"}, {"start": 10, "end": 21, "label": "LOC"}]
-    marked = pj.mark(text, spans)
+    marked = mark(text, spans)
     assert marked == "[ Maria ] saw [ North Kavia ] ."
-    clean, found = pj.parse_markers("[ Maria ]ka [ Kavia Nordu ]sa velota .")
+    clean, found = parse_markers("[ Maria ]ka [ Kavia Nordu ]sa velota .")
     assert clean == "Mariaka Kavia Nordusa velota ."
     assert [clean[a:b] for a, b in found] == ["Maria", "Kavia Nordu"]
-    assert pj.parse_markers("[ a [ b ] ]") == "malformed_markers"
-    assert pj.parse_markers("a ] b") == "malformed_markers"
-    assert pj.parse_markers("[ a") == "malformed_markers"
-    assert pj.parse_markers("[ ] a") == "empty_marker"
+    assert parse_markers("[ a [ b ] ]") == "malformed_markers"
+    assert parse_markers("a ] b") == "malformed_markers"
+    assert parse_markers("[ a") == "malformed_markers"
+    assert parse_markers("[ ] a") == "empty_marker"
 
 
 def test_detokenize_boundaries_and_tags():
     pieces = ["▁Maria", "ka", "▁Kavia", "▁Nord", "u", "sa", "▁velota"]
-    text, offsets = pj.detokenize(pieces)
+    text, offsets = detokenize(pieces)
     assert text == "Mariaka Kavia Nordusa velota"
     assert [text[a:b] for a, b in offsets] == ["Maria", "ka", "Kavia", "Nord", "u", "sa", "velota"]
-    assert pj.boundaries(pieces) == [0, 2, 3, 6, 7]
-    assert pj.boundaries(pieces, "piece") == list(range(8))
-    assert pj.word_ids(pieces) == [0, 0, 1, 2, 2, 2, 3]
-    names = pj.iob2_names(["LOC", "PER"])
+    assert boundaries(pieces) == [0, 2, 3, 6, 7]
+    assert boundaries(pieces, "piece") == list(range(8))
+    assert word_ids(pieces) == [0, 0, 1, 2, 2, 2, 3]
+    names = iob2_names(["LOC", "PER"])
     assert names == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
-    toks, tags = pj.tokens_and_tags(text, [{"start": 0, "end": 5, "label": "PER"},
+    toks, tags = tokens_and_tags(text, [{"start": 0, "end": 5, "label": "PER"},
                                            {"start": 8, "end": 19, "label": "LOC"}], names)
     assert toks == ["Maria", "ka", "Kavia", "Nordu", "sa", "velota"]  # split at span edges inside words
     assert [names[t] for t in tags] == ["B-PER", "O", "B-LOC", "I-LOC", "O", "O"]
     with pytest.raises(KeyError):
-        pj.tokens_and_tags(text, [{"start": 0, "end": 5, "label": "ORG"}], names)
-    assert pj.to_original("a  b", "a b", [(0, 1), (2, 3)]) == [(0, 1), (3, 4)]
-    assert pj.to_original("a c", "a b", [(0, 1)]) is None
+        tokens_and_tags(text, [{"start": 0, "end": 5, "label": "ORG"}], names)
+    assert to_original("a  b", "a b", [(0, 1), (2, 3)]) == [(0, 1), (3, 4)]
+    assert to_original("a c", "a b", [(0, 1)]) is None
 
 
 def test_match_entities_exact_then_fuzzy():
@@ -58,15 +71,15 @@ def test_match_entities_exact_then_fuzzy():
 
     names = ["Wichard", "Maria", "Bank of Tarvia"]
     pieces = ["Maria", "Tarvia Banko", "Vitsard"]
-    assert [e for e, _ in pj.match_entities(names, pieces, fuzz.ratio)] == [1, 2, 0]
-    assert pj.match_entities(names, pieces, fuzz.ratio)[0][1] == 100.0
+    assert [e for e, _ in match_entities(names, pieces, fuzz.ratio)] == [1, 2, 0]
+    assert match_entities(names, pieces, fuzz.ratio)[0][1] == 100.0
 
 
 def test_options_validation():
     with pytest.raises(ValueError, match="method"):
-        pj.ProjectionOptions(method="magic")
+        ProjectionOptions(method="magic")
     with pytest.raises(ValueError, match="mode"):
-        pj.ProjectionOptions(mode="translate-dev")
+        ProjectionOptions(mode="translate-dev")
 
 
 # --- a deterministic stand-in model: translation is the identity ------------------------------
@@ -89,7 +102,7 @@ class IdentityBackend:
         return self.source_pieces(text) + ["</s>"]
 
     def decode(self, pieces):
-        return pj.detokenize(pieces)[0]
+        return detokenize(pieces)[0]
 
     def translate(self, sources, attention=False, beam_size=None, prefixes=None):
         out = []
@@ -113,7 +126,7 @@ def _spans(text, *words_and_labels):
 def test_identity_translation_projects_spans_unchanged(method):
     text = "Maria Berg saw the Bank of Tarvia"
     spans = _spans(text, ("Maria Berg", "PER"), ("Bank of Tarvia", "ORG"))
-    p = pj.Projector(pj.ProjectionOptions(method=method, labels=("ORG", "PER")), IdentityBackend())
+    p = Projector(ProjectionOptions(method=method, labels=("ORG", "PER")), IdentityBackend())
     [r] = p.project([text], [spans])
     assert r.reason is None and r.text == text
     assert r.spans == spans
@@ -122,7 +135,7 @@ def test_identity_translation_projects_spans_unchanged(method):
 def test_marker_count_mismatch_and_alignment_conflict():
     text = "Maria saw Tarvia"
     spans = _spans(text, ("Maria", "PER"), ("Tarvia", "LOC"))
-    p = pj.Projector(pj.ProjectionOptions(method="marker"), IdentityBackend(drop_close=True))
+    p = Projector(ProjectionOptions(method="marker"), IdentityBackend(drop_close=True))
     [r] = p.project([text], [spans])
     assert r.reason == "malformed_markers"
 
@@ -130,7 +143,7 @@ def test_marker_count_mismatch_and_alignment_conflict():
         def translate(self, sources, **kw):
             return [mb.Translation(["▁[", "▁Maria", "▁]", "▁saw", "▁Tarvia"], -1.0)]
 
-    [r] = pj.Projector(pj.ProjectionOptions(method="marker"), OneClose()).project([text], [spans])
+    [r] = Projector(ProjectionOptions(method="marker"), OneClose()).project([text], [spans])
     assert r.reason == "count_mismatch" and r.detail["markers"] == 1
 
     class Collapsed(IdentityBackend):  # every target piece attends to the first source word
@@ -141,7 +154,7 @@ def test_marker_count_mismatch_and_alignment_conflict():
             return [mb.Translation(["▁Mariaka", "▁velota"], -1.0, att)]
 
     # nothing aligns to Tarvia -> no_span
-    [r] = pj.Projector(pj.ProjectionOptions(method="alignment"), Collapsed()).project([text], [spans])
+    [r] = Projector(ProjectionOptions(method="alignment"), Collapsed()).project([text], [spans])
     assert r.reason == "no_span"
 
     class Interleaved(IdentityBackend):  # target words align to Maria, Tarvia, Maria: hulls overlap
@@ -150,7 +163,7 @@ def test_marker_count_mismatch_and_alignment_conflict():
             att[[0, 1, 2], [0, 2, 0]] = 1
             return [mb.Translation(["▁a", "▁b", "▁c"], -1.0, att)]
 
-    [r] = pj.Projector(pj.ProjectionOptions(method="alignment"), Interleaved()).project([text], [spans])
+    [r] = Projector(ProjectionOptions(method="alignment"), Interleaved()).project([text], [spans])
     assert r.reason == "conflict" and len(r.detail["spans"]) == 2
 
 
@@ -160,17 +173,17 @@ def test_translate_test_projects_predictions_back():
     def predictor(texts):  # a gazetteer tagger on the (identity) translation
         return [_spans(t, ("Mariaka", "PER"), ("Tarviasa", "LOC")) for t in texts]
 
-    opts = pj.ProjectionOptions(method="alignment", mode="translate-test", labels=("LOC", "PER"))
-    [r] = pj.Projector(opts, IdentityBackend(), IdentityBackend(), predictor).project([original], [[]])
+    opts = ProjectionOptions(method="alignment", mode="translate-test", labels=("LOC", "PER"))
+    [r] = Projector(opts, IdentityBackend(), IdentityBackend(), predictor).project([original], [[]])
     assert r.reason is None and r.text == original
     assert [(original[s["start"]:s["end"]], s["label"]) for s in r.spans] == [("Mariaka", "PER"),
                                                                             ("Tarviasa", "LOC")]
     assert r.src_text == original and len(r.src_spans) == 2
-    opts = pj.ProjectionOptions(method="marker", mode="translate-test", labels=("LOC", "PER"))
-    [r] = pj.Projector(opts, IdentityBackend(), IdentityBackend(), predictor).project([original], [[]])
+    opts = ProjectionOptions(method="marker", mode="translate-test", labels=("LOC", "PER"))
+    [r] = Projector(opts, IdentityBackend(), IdentityBackend(), predictor).project([original], [[]])
     assert r.reason is None and [original[s["start"]:s["end"]] for s in r.spans] == ["Mariaka", "Tarviasa"]
     with pytest.raises(ValueError, match="reverse"):
-        pj.Projector(opts, IdentityBackend())
+        Projector(opts, IdentityBackend())
 
 
 # --- constrained search on a real (tiny, random) CTranslate2 model --------------------------
@@ -205,11 +218,11 @@ def test_pruned_search_equals_exhaustive(random_backend, kind):
     searches = {False: [], True: []}
     for text, ents, tpl in zip(texts, spans, templates):
         for ent in ents:
-            src = fw.source_tokens(pj.mark(text, [ent]))
+            src = fw.source_tokens(mark(text, [ent]))
             for ex in (False, True):
-                searches[ex].append(pj.constrained_search(src, tpl.tokens, opens, closes, kind, ex, 2, 1e-4, *ids))
-    pruned = pj.run_searches(fw, searches[False])
-    full = pj.run_searches(fw, searches[True])
+                searches[ex].append(constrained_search(src, tpl.tokens, opens, closes, kind, ex, 2, 1e-4, *ids))
+    pruned = run_searches(fw, searches[False])
+    full = run_searches(fw, searches[True])
     assert len(pruned) > 20
     for a, b in zip(pruned, full):
         assert a.placement == b.placement
@@ -220,14 +233,14 @@ def test_pruned_search_equals_exhaustive(random_backend, kind):
 
 def test_constrained_projector_rows(random_backend):
     texts, spans = _random_data(12, seed=5)
-    names = tuple(pj.iob2_names(["LOC", "PER"]))
-    ex = pj.Projector(pj.ProjectionOptions(labels=("LOC", "PER"), exhaustive=True), random_backend).project(texts, spans)
-    pr = pj.Projector(pj.ProjectionOptions(labels=("LOC", "PER")), random_backend).project(texts, spans)
+    names = tuple(iob2_names(["LOC", "PER"]))
+    ex = Projector(ProjectionOptions(labels=("LOC", "PER"), exhaustive=True), random_backend).project(texts, spans)
+    pr = Projector(ProjectionOptions(labels=("LOC", "PER")), random_backend).project(texts, spans)
     for a, b in zip(ex, pr):
         assert (a.reason, a.spans, a.text) == (b.reason, b.spans, b.text)
         if a.reason is None:
             assert len(a.spans) == len(b.span_scores)
-            _tokens, tags = pj.tokens_and_tags(a.text, a.spans, names)
+            _tokens, tags = tokens_and_tags(a.text, a.spans, names)
             assert sum(1 for t in tags if names[t].startswith("B-")) == len(a.spans)
         else:
             assert a.reason in ("conflict", "no_span")
@@ -246,8 +259,8 @@ def test_pruned_search_on_reference_model_is_exact_and_cheap():
     texts = [p.src_text for p in pairs]
     spans = [[{"start": s, "end": e, "label": lab} for s, e, lab in p.src_spans] for p in pairs]
     labels = tuple(sp.LABELS)
-    ex = pj.Projector(pj.ProjectionOptions(labels=labels, exhaustive=True), fw).project(texts, spans)
-    pr = pj.Projector(pj.ProjectionOptions(labels=labels), fw).project(texts, spans)
+    ex = Projector(ProjectionOptions(labels=labels, exhaustive=True), fw).project(texts, spans)
+    pr = Projector(ProjectionOptions(labels=labels), fw).project(texts, spans)
     assert [(r.reason, r.spans) for r in ex] == [(r.reason, r.spans) for r in pr]
     assert sum(r.scored for r in pr) * 5 <= sum(r.scored for r in ex)
 
@@ -265,8 +278,9 @@ def test_projection_job_writes_classlabel_dataset(tmp_path, random_backend):
     inp = tmp_path / "in.jsonl"
     inp.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    job = ProjectionJob(inputs=[str(inp)], output=str(out), mt=random_backend.opts,
-                        projection=pj.ProjectionOptions(method="alignment", labels=("LOC", "PER")),
+    job = ProjectionJob(inputs=[str(inp)], output=str(out),
+                        projection=ProjectionOptions(method="alignment", labels=("LOC", "PER"),
+                                                     mt=random_backend.opts),
                         reader=NerReaderOptions())
     report = run_projection(job)
     ds = datasets.load_from_disk(str(out))

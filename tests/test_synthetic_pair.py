@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+import ctranslate2
 import pytest
+import sentencepiece as spm
 from bench import synthetic_pair as sp
 
 MODEL_DIR = sp.reference_model_dir()
@@ -149,8 +151,6 @@ def test_ner_files(tmp_path, test_pairs):
 # --- the shipped reference model ----------------------------------------------------------
 @pytest.fixture(scope="module")
 def model():
-    ctranslate2 = pytest.importorskip("ctranslate2")
-    spm = pytest.importorskip("sentencepiece")
     for name in ("model.bin", "config.json", "shared_vocabulary.json", "spm.model", "MODEL_CARD.md"):
         assert (MODEL_DIR / name).is_file(), f"missing {name} in {MODEL_DIR}"
     tr = ctranslate2.Translator(str(MODEL_DIR), device="cpu", compute_type="int8", intra_threads=1)

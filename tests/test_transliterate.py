@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -9,7 +11,8 @@ import uroman
 
 from xlcorpus.schemas import DOCUMENT_SCHEMA, SPAN, TRANSLIT_FIELDS
 from xlcorpus.transforms.stages.transliterate import stage as tl
-from xlcorpus.transforms.stages.transliterate.stage import Policy, Transliterator, fold_diacritics, load_policy, map_span
+from xlcorpus.transforms.stages.transliterate.policies import Policy, load_policy, shipped_policies
+from xlcorpus.transforms.stages.transliterate.stage import Transliterator, fold_diacritics, map_span
 
 
 def policy_file(tmp_path, text: str) -> str:
@@ -19,7 +22,7 @@ def policy_file(tmp_path, text: str) -> str:
 
 
 def test_shipped_policies_load():
-    assert {"maltese-arabic", "romanize-non-latin"} <= set(tl.shipped_policies())
+    assert {"maltese-arabic", "romanize-non-latin"} <= set(shipped_policies())
     p = load_policy("maltese-arabic")
     assert p.labeler == "etymology" and p.action_for("Arabic") == "transliterate:mlt-Arab"
     assert p.action_for("Non-Arabic") == "keep" and p.action_for("Name") == "keep"
@@ -107,3 +110,20 @@ def test_annotate_rejects_rows_whose_spans_cannot_follow(tmp_path):
     assert text[span["start"]:span["end"]] == "مريا" and span["label"] == "PER"
     assert rejected.column("reason").to_pylist() == ["span_unmappable"]
     assert '"label":"X"' in rejected.column("detail")[0].as_py()
+
+
+def test_stage_normalises_languages_and_reports_policies_as_configured(tmp_path):
+    path = policy_file(tmp_path, "name: fold\nlabeler: script\nactions: {}\ndefault: fold_diacritics\n")
+    stage = tl.Transliterate(tl.TransliterateOptions(policies={"fr": path, "*": "romanize-non-latin"}))
+    assert stage.name == "transliterate" and stage.fields == TRANSLIT_FIELDS
+    assert stage.dead_reason == "transliteration_error"
+    assert stage.policies == {"fra": path, "*": "romanize-non-latin"}
+    stage.check()
+    stage.setup()
+    rows = [{"id": "a", "text": "Ça été", "source": "s", "line": 1, "offset": 0, "meta": None}]
+    batch = pa.RecordBatch.from_pylist(rows, schema=DOCUMENT_SCHEMA).append_column("lang", pa.array(["fra"]))
+    result = stage.process(batch)
+    assert result.kept.column("translit_text").to_pylist() == ["Ca ete"] and result.rejected is None
+    assert stage.report() == {"policies": {"fr": path, "*": "romanize-non-latin"}, "uroman": version("uroman")}
+    assert tl.TransliterateOptions().model_dump() == {
+        "enabled": False, "policies": {"mlt": "maltese-arabic"}, "spans_column": None}

@@ -8,9 +8,9 @@ library's ``tokenize`` for every other script run from bench/)
 On the same generated lines (word salads per language from the demo sample, 6-40 words) and a
 tokenizer trained on them by ``train_tokenizer``, prints lines/s of:
 - raw ``sp.encode(lines)`` (one call per batch);
-- the LM stage as a worker runs it: ``PackSequencesFn`` over Arrow batches (encode,
-  fertility counts, per-language packing, output rows) and ``PackTailsFn`` on the
-  leftovers; ratio over raw (target >= 0.7);
+- the LM stage as a worker runs it: ``PackSequences`` in its bundle DoFn (``PackBundleFn``)
+  over Arrow batches (encode, fertility counts, per-language packing, output rows) and
+  ``PackSequences.pack_tails`` on the leftovers; ratio over raw (target >= 0.7);
 - the NER path: words = ``line.split()``, ``align_ner`` with max_length=128 (it
   encodes every word in one call, so its raw reference is ``sp.encode`` of those words);
 - packing efficiency, non-pad / all tokens (target >= 0.98).
@@ -77,7 +77,8 @@ def main() -> None:
     import numpy as np
     import sentencepiece as spm
 
-    from xlcorpus.transforms.stages.finetune.stage import align_ner, train_tokenizer
+    from xlcorpus.transforms.stages.finetune.ner import align_ner
+    from xlcorpus.transforms.stages.finetune.tokenizer import train_tokenizer
 
     lines, langs = make_lines(args.lines)
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,11 +95,13 @@ def main() -> None:
         for b, _ in batches:
             sp.encode(b)
 
-    # The stage itself: PackSequencesFn on Arrow batches (as the job's reader makes them),
-    # then PackTailsFn on the bundle's leftovers, exactly as a worker runs them.
+    # The stage itself: its bundle DoFn on Arrow batches (as the job's reader makes them),
+    # then its tails step on the bundle's leftovers, exactly as a worker runs them.
     import pyarrow as pa
 
-    from xlcorpus.transforms.stages.finetune.stage import FinetuneOptions, PackSequencesFn, PackTailsFn
+    from xlcorpus.transforms.stages.finetune.options import FinetuneOptions
+    from xlcorpus.transforms.stages.finetune.passes import TAILS, PackBundleFn
+    from xlcorpus.transforms.stages.finetune.stage import PackSequences
 
     def arrow(i, b, ls):
         n = len(b)
@@ -108,8 +111,8 @@ def main() -> None:
             "split": ["train"] * n})
 
     arrow_batches = [arrow(i, b, ls) for i, (b, ls) in enumerate(batches)]
-    opts = FinetuneOptions(task="lm", tokenizer=model_path, seq_len=args.seq_len)
-    fn = PackSequencesFn(opts)
+    stage = PackSequences(FinetuneOptions(task="lm", seq_len=args.seq_len), tokenizer=model_path)
+    fn = PackBundleFn(stage)
     fn.setup()
     packed = {}
 
@@ -120,12 +123,13 @@ def main() -> None:
             out.extend(x for x in fn.process(b) if isinstance(x, pa.RecordBatch))
         tails = {}
         for item in fn.finish_bundle():
-            if getattr(item, "tag", None) == "tails":
+            if item.tag == TAILS:
                 (key, tail) = item.value.value
                 tails.setdefault(key, []).append(tail)
-        tail_fn = PackTailsFn(opts, fn.special.eos, fn.special.pad)
         for key, ts in tails.items():
-            out.extend(x for x in tail_fn.process((key, ts)) if isinstance(x, pa.RecordBatch))
+            kept = stage.pack_tails((key, ts)).kept
+            if kept is not None:
+                out.append(kept)
         packed.clear()
         for b in out:
             lang = b.column("lang")[0].as_py()
@@ -151,7 +155,7 @@ def main() -> None:
     tokens = sum(int(m.sum()) for m in packed.values())
     slots = sum(m.size for m in packed.values())
     print(f"raw sp.encode(lines):            {n / t_raw:12,.0f} lines/s")
-    print(f"LM stage (PackSequencesFn+tails): {n / t_pack:11,.0f} lines/s   ratio {t_raw / t_pack:.2f} (target >= 0.7)")
+    print(f"LM stage (PackSequences+tails): {n / t_pack:13,.0f} lines/s   ratio {t_raw / t_pack:.2f} (target >= 0.7)")
     print(f"raw sp.encode(words of lines):   {n / t_raw_words:12,.0f} lines/s")
     print(f"NER path (align_ner, len 128):   {n / t_ner:12,.0f} lines/s   ratio {t_raw_words / t_ner:.2f} "
           f"vs raw words, {t_raw / t_ner:.2f} vs raw lines")

@@ -31,14 +31,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, field_validator
 
 log = logging.getLogger(__name__)
 CONVENTIONS = ("nllb", "m2m100", "marian")
 SPACE = "\u2581"  # SentencePiece's word-start marker
 
 
-@dataclass(frozen=True)
-class MTOptions:
+class MTOptions(BaseModel):
+    """One translation model and how to run it (frozen: it keys the per-worker model).
+    The first four fields may also be given by position: ``MTOptions(model, convention,
+    src_lang, tgt_lang)``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     model: str  # CTranslate2 model directory
     convention: str = "nllb"
     src_lang: str | None = None  # nllb: eng_Latn; m2m100: en or __en__; marian: unused
@@ -54,9 +60,21 @@ class MTOptions:
     max_decoding_length: int = 256
     source_eos: bool = True  # append </s> to the source (all three families do; a model trained without may not)
 
-    def __post_init__(self):
-        if self.convention not in CONVENTIONS:
-            raise ValueError(f"mt.convention must be one of {CONVENTIONS}, got {self.convention!r}")
+    def __init__(self, *args, **kwargs):
+        if len(args) > len(_POSITIONAL):
+            raise TypeError(f"MTOptions takes at most {len(_POSITIONAL)} positional arguments "
+                            f"({', '.join(_POSITIONAL)})")
+        super().__init__(**dict(zip(_POSITIONAL, args)), **kwargs)
+
+    @field_validator("convention")
+    @classmethod
+    def _convention(cls, v: str) -> str:
+        if v not in CONVENTIONS:
+            raise ValueError(f"mt.convention must be one of {CONVENTIONS}, got {v!r}")
+        return v
+
+
+_POSITIONAL = ("model", "convention", "src_lang", "tgt_lang")
 
 
 @dataclass

@@ -60,8 +60,8 @@ class StageFn(beam.DoFn):
         except Exception as e:
             if not stage.retry_rows:
                 log.exception("%s failed on a batch of %d rows", stage.name, batch.num_rows)
-                results = [StageResult(batch.slice(0, 0), None, dead_letter_rows(batch, e, stage.name,
-                                                                                 stage.dead_reason))]
+                results = [StageResult(batch.slice(0, 0), None, dead_letter_rows(batch, e, stage.name, stage.dead_reason,
+                                                                                 field=stage.dead_field))]
             else:
                 log.warning("%s failed on a batch of %d rows (%s: %s); retrying row by row", stage.name,
                             batch.num_rows, type(e).__name__, e)
@@ -74,7 +74,8 @@ class StageFn(beam.DoFn):
                         raise
                     except Exception as err:
                         results.append(StageResult(row.slice(0, 0), None,
-                                                   dead_letter_rows(row, err, stage.name, stage.dead_reason)))
+                                                   dead_letter_rows(row, err, stage.name, stage.dead_reason,
+                                                                    field=stage.dead_field)))
         for result in results:
             kept, rejected, dead, stats = StageResult(*result) if not isinstance(result, StageResult) else result
             if kept is not None and kept.num_rows:

@@ -65,6 +65,7 @@ class Stage(Generic[O]):
     dead_reason: ClassVar[str] = "model_error"
     fatal: ClassVar[tuple[type[BaseException], ...]] = ()
     retry_rows: ClassVar[bool] = True
+    dead_field: ClassVar[str] = "text"  # the column dead-letter messages name
     report_counters: ClassVar[bool] = False  # copy its Beam counters into the report under its name
 
     def __init__(self, options: O | None = None, **context):

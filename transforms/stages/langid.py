@@ -23,6 +23,7 @@ from xlcorpus.transforms.backends.model_cache import local_copy, model_identity
 from xlcorpus.transforms.core.accounting import rejected_rows
 from xlcorpus.transforms.core.models import shared_model
 from xlcorpus.transforms.core.stage import Stage, StageOptions, StageResult
+from xlcorpus.transforms.text.languages import normalize_lang_code
 from xlcorpus.transforms.text.scripts import NEUTRAL_SCRIPTS, majority_scripts
 
 log = logging.getLogger(__name__)
@@ -30,33 +31,9 @@ STAGE = "langid"
 NO_LANGUAGE = "zxx"  # ISO 639: no linguistic content
 
 # --- label normalisation --------------------------------------------------------
-# lid.176 codes whose ISO 639-1/3 reading is wrong or missing.
-_LID176_SPECIAL = {
-    "als": "gsw",  # lid.176 "als" is Alemannic Wikipedia; ISO "als" is Tosk Albanian
-    "bh": "bih",  # Bihari (collective code; no individual ISO 639-3 code)
-    "eml": "egl",  # Emiliano-Romagnolo: retired ISO code, Emilian is egl
-    "nah": "nah",  # Nahuatl (collective)
-    "sh": "hbs",  # Serbo-Croatian
-}
 # Script subtags that stand for several Unicode scripts.
 _SCRIPT_GROUPS = {"Jpan": {"Hani", "Hira", "Kana"}, "Kore": {"Hang", "Hani"}, "Hans": {"Hani"},
                   "Hant": {"Hani"}, "Hrkt": {"Hira", "Kana"}}
-
-
-@functools.cache
-def normalize_lang_code(code: str) -> str:
-    """ISO 639-1/-2/-3 or lid.176 code -> ISO 639-3 (unknown codes pass through lowercased)."""
-    import pycountry
-
-    code = code.strip().lower().replace("-", "_").split("_")[0]
-    if code in _LID176_SPECIAL:
-        return _LID176_SPECIAL[code]
-    if len(code) == 2:
-        lang = pycountry.languages.get(alpha_2=code)
-        return lang.alpha_3 if lang else code
-    if len(code) == 3 and (lang := pycountry.languages.get(bibliographic=code)) is not None:
-        return lang.alpha_3  # ISO 639-2/B (e.g. "ger") -> 639-3 ("deu")
-    return code
 
 
 @functools.cache

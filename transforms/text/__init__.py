@@ -1,1 +1,1 @@
-"""Unicode helpers shared by stages: scripts of text, word tokens."""
+"""Unicode and language helpers shared by stages: scripts of text, language codes and the scripts languages are written in, word tokens."""

@@ -90,3 +90,88 @@ def _joined(texts: pa.Array) -> str:
 def script_of(text: str) -> str:
     """Majority script of one string."""
     return majority_scripts(pa.array([text], pa.string()))[0].as_py()
+
+
+# --- writing systems: scripts that belong together ------------------------------------------
+# Japanese is written in Han + Hiragana + Katakana (ISO 15924 "Jpan"), Korean in Hangul +
+# Han ("Kore"): counted as separate Unicode scripts, a few Latin words outvote them.
+LATIN = "Latn"
+NON_LATIN_MIN_SHARE = 0.2  # a non-Latin script with this share of the letters beats Latin
+
+
+def script_counts(texts: pa.Array) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Per text, how many characters of each script it has (Common/Inherited/Unknown
+    not counted): an (n, scripts) int array and the script codes of its columns."""
+    table, codes = _script_table()
+    texts = texts.cast(pa.large_string()) if pa.types.is_string(texts.type) else texts
+    texts = pc.fill_null(texts, "")
+    n = len(texts)
+    if n == 0:
+        return np.zeros((0, len(codes)), np.int64), codes
+    cps = np.frombuffer(_joined(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    lengths = pc.utf8_length(texts).to_numpy(zero_copy_only=False)
+    sids = table[cps]
+    bearing = sids >= _NEUTRAL
+    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)[bearing]
+    counts = np.bincount(rows * len(codes) + sids[bearing], minlength=n * len(codes)).reshape(n, len(codes))
+    counts[:, :_NEUTRAL] = 0
+    return counts, codes
+
+
+@functools.cache
+def _grouped_codes() -> tuple[tuple[str, ...], np.ndarray, dict[str, int]]:
+    """Codes of the grouped count matrix (Unicode scripts + Jpan + Kore), and where each is."""
+    _, codes = _script_table()
+    grouped = codes + ("Jpan", "Kore")
+    return grouped, np.asarray(grouped, dtype=object), {c: i for i, c in enumerate(grouped)}
+
+
+def group_scripts(counts: np.ndarray) -> np.ndarray:
+    """Counts per writing system: Han with kana is Jpan, Han with Hangul is Kore
+    (their parts' columns then count 0); Han alone stays Hani (Chinese)."""
+    grouped, _, at = _grouped_codes()
+    out = np.zeros((counts.shape[0], len(grouped)), np.int64)
+    out[:, :counts.shape[1]] = counts
+    hani, hira, kana, hang = (out[:, at[c]].copy() for c in ("Hani", "Hira", "Kana", "Hang"))
+    japanese = (hira + kana) > 0
+    korean = ~japanese & (hang > 0)
+    out[japanese, at["Jpan"]] = (hani + hira + kana)[japanese]
+    out[korean, at["Kore"]] = (hani + hang)[korean]
+    for c in ("Hani", "Hira", "Kana"):
+        out[japanese, at[c]] = 0
+    for c in ("Hani", "Hang"):
+        out[korean, at[c]] = 0
+    return out
+
+
+def writing_systems(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Each text's writing system (ISO 15924) and its grouped script counts.
+
+    The majority of script-bearing characters, with Jpan/Kore grouping, except that a
+    non-Latin script holding at least ``NON_LATIN_MIN_SHARE`` of the letters wins over
+    Latin: Latin runs inside a non-Latin text are usually code, identifiers, key or
+    product names. No script-bearing character: ``Zyyy``.
+    """
+    counts = group_scripts(script_counts(texts)[0])
+    _, names, at = _grouped_codes()
+    n = counts.shape[0]
+    if n == 0:
+        return pa.array([], pa.string()), counts
+    total = counts.sum(axis=1)
+    best = counts.argmax(axis=1)
+    non_latin = counts.copy()
+    non_latin[:, at[LATIN]] = 0
+    best_non_latin = non_latin.argmax(axis=1)
+    share = non_latin[np.arange(n), best_non_latin] / np.maximum(total, 1)
+    best = np.where((best == at[LATIN]) & (share >= NON_LATIN_MIN_SHARE), best_non_latin, best)
+    best[total == 0] = 0  # Zyyy
+    return pa.array(names[best], pa.string()), counts
+
+
+def script_shares(counts: np.ndarray, row: int, scripts: frozenset[str]) -> float:
+    """Share of row ``row``'s letters written in any of ``scripts`` (grouped codes)."""
+    _, _, at = _grouped_codes()
+    total = counts[row].sum()
+    if total == 0:
+        return 0.0
+    return float(sum(counts[row, at[s]] for s in scripts if s in at)) / float(total)

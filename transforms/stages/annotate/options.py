@@ -1,4 +1,4 @@
-"""LLM annotation options: config section ``annotate``."""
+"""LLM annotation options (config section ``annotate``) and the stage's configuration error."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from xlcorpus.transforms.core.stage import StageOptions
+
+
+class AnnotateConfigError(ValueError):
+    """A configuration mistake: fails the run instead of dead-lettering every row."""
 
 
 class AnnotateOptions(StageOptions):
@@ -47,10 +51,18 @@ class AnnotateOptions(StageOptions):
                 raise ValueError("annotate.model is required when annotate.enabled is true")
             if self.n_samples > 1 and self.temperature <= 0:
                 raise ValueError("annotate.n_samples > 1 needs temperature > 0")
-            from xlcorpus.transforms.stages.annotate.stage import load_task
+            from xlcorpus.transforms.stages.annotate.tasks import load_task
 
             load_task(self.task)  # a bad template is reported with the key
         return self
+
+    def require_usable(self) -> None:
+        """What the stage needs whether or not ``enabled`` is set (tests and benchmarks
+        build options directly); pydantic has checked the ranges already."""
+        if not self.model:
+            raise AnnotateConfigError("annotate.model is required (a model name, or a CTranslate2 model directory)")
+        if self.n_samples > 1 and self.temperature <= 0:
+            raise AnnotateConfigError("annotate.n_samples > 1 needs temperature > 0: greedy samples all agree")
 
     def resolve_paths(self, resolve) -> None:
         from pathlib import Path

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from xlcorpus.transforms.core.stage import StageOptions
 
 
 class LexFilterOptions(StageOptions):
-    """Config section ``lexfilter``."""
+    """Config section ``lexfilter``.
 
+    The fields marked ``exclude=True`` are internal knobs (tests, benchmarks): they are
+    not part of the config's dump. ``langs`` may be ISO 639-1 or -3; the stage compares
+    them in 639-3.
+    """
 
     lexicon: str | None = Field(None, description="target-language lexicon (xlcorpus lexicon build)")
     langs: list[str] = Field(default_factory=list, description="languages to filter (empty: all rows)")
@@ -27,6 +31,14 @@ class LexFilterOptions(StageOptions):
     max_word_edits: int | None = Field(
         None, ge=0, le=3,
         description="only lexicon words within this many edits count, else 1.0; 1 = fast mode (>= 1M tokens/s/core)")
+    # Internal knobs, not in the config's dump.
+    lowercase: bool | None = Field(None, exclude=True, description="None: as the lexicon was built")
+    fold_diacritics: bool | None = Field(None, exclude=True, description="None: as the lexicon was built")
+    profile_size: int = Field(400, exclude=True, description="n-grams per profile (ngram metrics)")
+    max_deletes: int = Field(1, exclude=True, description="NearestWordIndex deletion neighbourhood")
+    word_cache_size: int = Field(200_000, exclude=True, description="per-worker memo of word distances")
+    num_quantiles: int = Field(1001, exclude=True,
+                               description="resolution of the keep_fraction cut (epsilon ~ 1/num_quantiles)")
 
     @model_validator(mode="after")
     def _one_selection(self):

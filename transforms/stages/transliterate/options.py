@@ -5,11 +5,12 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from xlcorpus.transforms.core.stage import StageOptions
+from xlcorpus.transforms.stages.transliterate.policies import load_policy
 
 
 class TransliterateOptions(StageOptions):
-    """Config section ``transliterate``."""
-
+    """Config section ``transliterate``. Language codes stay as configured here (the
+    stage compares them in ISO 639-3)."""
 
     policies: dict[str, str] = Field(
         default_factory=lambda: {"mlt": "maltese-arabic"},
@@ -19,8 +20,6 @@ class TransliterateOptions(StageOptions):
     @field_validator("policies")
     @classmethod
     def _known(cls, v: dict[str, str]):
-        from xlcorpus.transforms.stages.transliterate.stage import load_policy
-
         for lang, policy in v.items():
             try:
                 load_policy(policy)

@@ -9,7 +9,7 @@ identical to ``uroman.Uroman().romanize_string(line)`` on the whole line, uncach
 tests check that on real text in over 20 scripts and on thousands of generated lines.
 
 Core only, no Beam: ``Romanizer`` (loads uroman lazily: ``uroman.Uroman`` takes ~5 s to
-load and cannot be pickled, so a DoFn calls ``load()`` in ``setup``), ``segments``,
+load and cannot be pickled, so the stage calls ``load()`` in ``setup``), ``segments``,
 ``map_span``.
 """
 

@@ -8,84 +8,34 @@ the tokens' outputs, and the offset map, rows of ``(src_start, src_end, out_star
 out_end)``, says where each piece of the original went, so labelled spans can
 follow (``romanize.map_span``). Rows with spans that cannot follow are rejected.
 
-Core: ``Policy``, ``Transliterator`` (everything one worker needs, built in
-``DoFn.setup`` because ``uroman.Uroman`` cannot be pickled), ``map_span``.
-``Transliterate`` is the thin Beam transform.
+No Beam here: ``Transliterator`` (everything one worker needs, built in
+``Transliterate.setup`` because ``uroman.Uroman`` cannot be pickled), ``map_span``,
+and ``Transliterate``, the stage (policies: ``policies``; options: ``options``).
 """
 
 from __future__ import annotations
 
-import functools
-import logging
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from importlib.metadata import version
 
-import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import yaml
-from apache_beam.utils import shared
 
 from xlcorpus.schemas import SPAN, TRANSLIT_FIELDS, TRANSLIT_OFFSET, TRANSLIT_TOKEN
-from xlcorpus.transforms.core.batch_fn import DEAD_LETTER, KEPT, REJECTED, BatchStageFn, rejected_rows
-from xlcorpus.transforms.backends.model_cache import local_copy
-from xlcorpus.transforms.core.resources import shipped_dir, shipped_names, shipped_or_path
+from xlcorpus.transforms.core.accounting import append_columns, split_rows
+from xlcorpus.transforms.core.models import shared_model
+from xlcorpus.transforms.core.stage import Stage, StageResult
+from xlcorpus.transforms.stages.transliterate.options import TransliterateOptions
+from xlcorpus.transforms.stages.transliterate.policies import ANY_LANGUAGE, Policy, load_policy, origin_model_path
 from xlcorpus.transforms.stages.transliterate.romanize import Romanizer, map_span  # noqa: F401 - map_span is part of this API
 from xlcorpus.transforms.stages.transliterate.rule_tables import load_table
+from xlcorpus.transforms.text.languages import normalize_lang_code
 from xlcorpus.transforms.text.scripts import majority_scripts
 from xlcorpus.transforms.text.tokens import tokenize
 
-log = logging.getLogger(__name__)
 STAGE = "transliterate"
-ACTIONS = ("keep", "romanize", "fold_diacritics")
-ANY_LANGUAGE = "*"
-
-
-# --- policies -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Policy:
-    name: str
-    labeler: str  # "script" | "etymology"
-    actions: Mapping[str, str]
-    default: str = "keep"
-    model: str | None = None  # origin classifier (labeler: etymology)
-
-    def __post_init__(self):
-        if self.labeler not in ("script", "etymology"):
-            raise ValueError(f"policy {self.name}: labeler must be 'script' or 'etymology', got {self.labeler!r}")
-        if self.labeler == "etymology" and not self.model:
-            raise ValueError(f"policy {self.name}: labeler 'etymology' needs a model")
-        for label, action in {**self.actions, "default": self.default}.items():
-            if action not in ACTIONS and not action.startswith("transliterate:"):
-                raise ValueError(f"policy {self.name}: actions.{label}: expected one of {ACTIONS} or "
-                                 f"'transliterate:<table>', got {action!r}")
-
-    def action_for(self, label: str) -> str:
-        return self.actions.get(label, self.default)
-
-
-def shipped_policies() -> list[str]:
-    return shipped_names("policies")
-
-
-@functools.cache
-def load_policy(name_or_path: str) -> Policy:
-    """A shipped policy by name (``maltese-arabic``, ``romanize-non-latin``) or a YAML path."""
-    path = shipped_or_path("policies", name_or_path)
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return Policy(name=data.get("name", path.stem), labeler=data.get("labeler", "script"),
-                  actions=dict(data.get("actions") or {}), default=data.get("default", "keep"),
-                  model=data.get("model"))
-
-
-def origin_model_path(name_or_path: str) -> str:
-    """A shipped origin classifier by name (``mlt-etymology``) or a model folder (local or
-    on shared storage, copied to the local cache)."""
-    shipped = shipped_dir("models") / name_or_path
-    if "/" not in name_or_path and shipped.is_dir():
-        return str(shipped)
-    return local_copy(name_or_path)
 
 
 def fold_diacritics(word: str) -> str:
@@ -241,59 +191,41 @@ def transliterate_columns(batch: pa.RecordBatch, tr: Transliterator, spans_colum
     return columns, verdicts
 
 
-@dataclass(frozen=True)
-class TransliterateOptions:
-    policies: Mapping[str, str] = field(default_factory=dict)  # lang (ISO 639-3 or "*") -> policy
-    spans_column: str | None = None  # list<struct<start, end, label>> to carry over
-
-
 def annotate(batch: pa.RecordBatch, tr: Transliterator, opts: TransliterateOptions
              ) -> tuple[pa.RecordBatch, pa.RecordBatch | None]:
+    """(kept rows with TRANSLIT_FIELDS, rejected rows or None)."""
     columns, verdicts = transliterate_columns(batch, tr, opts.spans_column)
-    tagged = batch
-    for f in TRANSLIT_FIELDS:
-        tagged = tagged.append_column(f, columns[f.name])
-    bad = np.array([v is not None for v in verdicts], bool)
-    if not bad.any():
-        return tagged, None
-    rows = np.flatnonzero(bad)
-    return (tagged.filter(pa.array(~bad)),
-            rejected_rows(batch, rows, [verdicts[i][0] for i in rows], [verdicts[i][1] for i in rows], STAGE))
+    return split_rows(batch, append_columns(batch, TRANSLIT_FIELDS, columns), verdicts, STAGE)
 
 
-_SHARED = shared.Shared()
+# --- the stage ---------------------------------------------------------------------------
+class Transliterate(Stage[TransliterateOptions]):
+    """Per-row policy transliteration: adds TRANSLIT_FIELDS; rejects rows whose spans
+    cannot follow. The Transliterator (uroman, tables, classifiers) is built once per
+    worker process: ``uroman.Uroman`` cannot be pickled."""
 
-
-class _Holder:
-    def __init__(self, tr: Transliterator):
-        self.tr = tr
-
-
-class _TransliterateFn(BatchStageFn):
-    stage = STAGE
+    name = STAGE
+    Options = TransliterateOptions
+    fields = TRANSLIT_FIELDS
     dead_reason = "transliteration_error"
 
-    def __init__(self, opts: TransliterateOptions):
-        super().__init__()
-        self.opts = opts
+    def __init__(self, options: TransliterateOptions | None = None, **context):
+        super().__init__(options, **context)
+        # rows carry ISO 639-3 codes (langid); the config may say ISO 639-1
+        self.policies = {k if k == ANY_LANGUAGE else normalize_lang_code(k): v
+                         for k, v in self.options.policies.items()}
+        self.tr: Transliterator | None = None
 
-    def setup(self):
-        key = repr(sorted(self.opts.policies.items()))
-        self.tr = _SHARED.acquire(lambda: _Holder(Transliterator(self.opts.policies)), tag=key).tr
+    def check(self) -> None:
+        for policy in self.policies.values():
+            load_policy(policy)
 
-    def step(self, batch: pa.RecordBatch):
-        return annotate(batch, self.tr, self.opts)
+    def setup(self) -> None:
+        policies = self.policies
+        self.tr = shared_model(repr(sorted(policies.items())), lambda: Transliterator(policies))
 
+    def process(self, batch: pa.RecordBatch) -> StageResult:
+        return StageResult(*annotate(batch, self.tr, self.options))
 
-class Transliterate(beam.PTransform):
-    """PCollection[RecordBatch] -> outputs kept / rejected / dead_letter."""
-
-    def __init__(self, opts: TransliterateOptions):
-        super().__init__()
-        for policy in opts.policies.values():
-            load_policy(policy)  # fail at construction, not on the workers
-        self.opts = opts
-
-    def expand(self, batches):
-        return batches | "Transliterate" >> beam.ParDo(_TransliterateFn(self.opts)).with_outputs(
-            REJECTED, DEAD_LETTER, main=KEPT)
+    def report(self) -> dict:
+        return {"policies": self.options.policies, "uroman": version("uroman")}
