@@ -309,13 +309,13 @@ def _demo_projection(out: str, beam_args: list[str]) -> None:
     language with the reference model (constrained decoding) -> OUT/projection."""
     from xlcorpus.pipelines.projection import ProjectionJob, run_projection
     from xlcorpus.transforms.backends.mt import MTOptions
-    from xlcorpus.transforms.stages.project.stage import ProjectionOptions
     from xlcorpus.transforms.core.resources import shipped_dir
+    from xlcorpus.transforms.stages.project.options import ProjectionOptions
 
     target = os.path.join(out, "projection")
+    mt = MTOptions(str(shipped_dir("models") / REFERENCE_MT), "marian", source_eos=False)
     job = ProjectionJob(inputs=[str(demo_config_path().parent / DEMO_NER)], output=target, overwrite=True,
-                        mt=MTOptions(str(shipped_dir("models") / REFERENCE_MT), "marian", source_eos=False),
-                        projection=ProjectionOptions(method="constrained", mode="translate-train"))
+                        projection=ProjectionOptions(method="constrained", mode="translate-train", mt=mt))
     with console.status("projecting the English NER sample into the synthetic language..."):
         report = run_projection(job, beam_args)
     import datasets

@@ -28,6 +28,7 @@ from xlcorpus.pipelines.run import (  # noqa: F401  (AccountingError, OutputExis
     finish_run,
     pipeline_options,
     prepare_output,
+    says_where_on_failure,
     temporary_dir,
 )
 from xlcorpus.schemas import dataset_schema, output_features
@@ -88,13 +89,14 @@ def run_corpus(config: JobConfig, beam_args: list[str] | None = None) -> dict:
     for stage in stages:
         stage.check()
 
-    tmp_dir = temporary_dir(out)
+    tmp_dir = temporary_dir(out, create=not dry_run)
     started = time.time()
     log.info("reading %d file(s) into %s", len(paths), out)
     p = beam.Pipeline(options=options)
     build_pipeline(p, config, paths, tmp_dir, stages)
-    result = p.run()
-    result.wait_until_finish()
+    with says_where_on_failure(tmp_dir):
+        result = p.run()
+        result.wait_until_finish()
     finished = time.time()
     if dry_run:
         return _dry_run_report(p, result, options)

@@ -31,7 +31,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from xlcorpus.pipelines.finetune_config import FinetuneConfig
-from xlcorpus.pipelines.run import finish_run, pipeline_options, prepare_output, temporary_dir
+from xlcorpus.pipelines.run import finish_run, pipeline_options, prepare_output, says_where_on_failure, temporary_dir
 from xlcorpus.schemas import finetune_schema, output_features
 from xlcorpus.transforms.backends.lid_model import sha256_of
 from xlcorpus.transforms.backends.model_cache import local_copy
@@ -341,7 +341,8 @@ def run_finetune(config: FinetuneConfig, beam_args: list[str] | None = None) -> 
     manifest, stats = build_finetune_pipeline(p, config, stage, tmp_dir, split_names)
     stats_path = FileSystems.join(tmp_dir, "_stats.json")
     _ = stats | "WriteStats" >> beam.ParDo(_WriteStats(stats_path))
-    p.run().wait_until_finish()
+    with says_where_on_failure(tmp_dir):
+        p.run().wait_until_finish()
     finished = time.time()
 
     manifest = dataset_sink.take_manifest(tmp_dir)

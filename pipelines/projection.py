@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections import Counter
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass, field
 from importlib.metadata import version
 
 import apache_beam as beam
@@ -45,16 +45,6 @@ class ProjectionJob:
     reader: ner_inputs.NerReaderOptions = field(default_factory=ner_inputs.NerReaderOptions)
     splits: dict[str, float] | None = None  # None: one Dataset
     overwrite: bool = False
-    # Transitional: callers that still pass the models beside the options (the demo in
-    # pipelines/cli.py); they are folded into ``projection`` and not kept here.
-    mt: InitVar[MTOptions | None] = None
-    reverse_mt: InitVar[MTOptions | None] = None
-    predictor: InitVar[str | None] = None
-
-    def __post_init__(self, mt, reverse_mt, predictor):
-        given = {k: v for k, v in (("mt", mt), ("reverse_mt", reverse_mt), ("predictor", predictor)) if v}
-        if given:
-            self.projection = self.projection.model_copy(update=given)
 
 
 def features_for(names: list[str]) -> dict:

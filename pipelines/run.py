@@ -10,8 +10,14 @@ output, pick the runner, run into a temporary directory, count, publish.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
+import logging
 import os
+import shutil
+import socket
+import time
 import uuid
 from collections import Counter
 
@@ -19,6 +25,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from xlcorpus.transforms.stages import write as dataset_sink
+
+log = logging.getLogger(__name__)
 
 
 class AccountingError(RuntimeError):
@@ -47,9 +55,80 @@ def pipeline_options(beam_args: list[str] | None) -> PipelineOptions:
     return options
 
 
-def temporary_dir(out: str) -> str:
-    """Where a run writes before it is published (renamed) to ``out``."""
-    return f"{out}.tmp-{uuid.uuid4().hex[:8]}"
+RUN_MARKER = "_xlcorpus_run.json"  # in a run's temporary directory: which process owns it
+
+
+def temporary_dir(out: str, create: bool = True) -> str:
+    """Where a run writes before it is published (renamed) to ``out``.
+
+    First removes what runs that died (killed, crashed) left beside ``out``; then
+    marks the new directory with this process's host and pid, so a later run can
+    tell a dead run's leftovers from a live concurrent one's.
+    """
+    tmp_dir = f"{out}.tmp-{uuid.uuid4().hex[:8]}"
+    if not create:  # a dry run touches no storage
+        return tmp_dir
+    clean_stale_temporaries(out)
+    marker = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    dataset_sink.write_text(FileSystems.join(tmp_dir, RUN_MARKER), json.dumps(marker))
+    return tmp_dir
+
+
+@contextlib.contextmanager
+def says_where_on_failure(tmp_dir: str):
+    """A job that fails while running says where its partial output is."""
+    try:
+        yield
+    except BaseException:
+        log.error("the run did not finish; its partial output is in %s (the next run of the same output "
+                  "removes it)", tmp_dir)
+        raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def stale_temporaries(out: str) -> tuple[list[str], list[str]]:
+    """(temporary directories of dead runs of ``out``, ones this host cannot judge).
+
+    Local outputs only: a directory whose marker names a process on this host that no
+    longer runs, or that has no marker (a run from before markers, or one killed before
+    it wrote it), is stale. A marker from another host is left alone and reported.
+    """
+    if not dataset_sink.is_local(out):
+        return [], []
+    stale, unknown = [], []
+    host = socket.gethostname()
+    for path in sorted(glob.glob(glob.escape(out.removeprefix("file://")) + ".tmp-*")):
+        try:
+            with open(os.path.join(path, RUN_MARKER), encoding="utf-8") as f:
+                marker = json.load(f)
+        except (OSError, ValueError):
+            stale.append(path)
+            continue
+        if marker.get("host") != host:
+            unknown.append(path)
+        elif not _alive(int(marker.get("pid", -1))):
+            stale.append(path)
+    return stale, unknown
+
+
+def clean_stale_temporaries(out: str) -> list[str]:
+    """Remove dead runs' temporary directories beside ``out``; says where each was."""
+    stale, unknown = stale_temporaries(out)
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+        log.warning("removed %s, left by a run of %s that did not finish", path, out)
+    for path in unknown:
+        log.warning("%s belongs to a run on another host; left in place (remove it if that run is over)", path)
+    return stale
 
 
 def finish_run(tmp_dir: str, out: str, report: dict) -> dict:
@@ -57,6 +136,9 @@ def finish_run(tmp_dir: str, out: str, report: dict) -> dict:
     publish it to ``out``, unless rows went missing (the run then fails and leaves
     its partial output for inspection)."""
     dataset_sink.write_text(FileSystems.join(tmp_dir, "report.json"), json.dumps(report, indent=2, ensure_ascii=False))
+    marker = FileSystems.join(tmp_dir, RUN_MARKER)
+    if FileSystems.exists(marker):
+        FileSystems.delete([marker])
     acct = report["accounting"]
     if not acct["balanced"]:
         counts = ", ".join(f"{k}={v}" for k, v in acct.items() if k != "balanced")

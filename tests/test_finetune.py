@@ -59,10 +59,14 @@ def corpus() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def sp(tmp_path_factory) -> "spm.SentencePieceProcessor":
-    path = train_tokenizer(corpus(), str(tmp_path_factory.mktemp("spm") / "tok"), vocab_size=200,
+def sp_model(tmp_path_factory) -> str:
+    return train_tokenizer(corpus(), str(tmp_path_factory.mktemp("spm") / "tok"), vocab_size=200,
                            character_coverage=1.0)
-    return spm.SentencePieceProcessor(model_file=path)
+
+
+@pytest.fixture(scope="module")
+def sp(sp_model) -> "spm.SentencePieceProcessor":
+    return spm.SentencePieceProcessor(model_file=sp_model)
 
 
 # --- tokenizer ------------------------------------------------------------------
@@ -305,3 +309,57 @@ def test_word_counts_are_str_split_words(sp):
     texts = [" a  b ", "\u3000x\u00a0y\t", "", None, "one"]
     assert word_counts(texts).tolist() == [2, 2, 0, 0, 1]
     assert fertility_report(texts[:3], ["x"] * 3, sp)["x"]["words"] == 4
+
+
+# --- the stages, without Beam -----------------------------------------------------------
+def _rows(texts: list[str], langs: list[str], **extra) -> "pa.RecordBatch":
+    import pyarrow as pa
+
+    n = len(texts)
+    return pa.RecordBatch.from_pydict({"id": [f"r{i}" for i in range(n)], "text": texts, "source": ["s"] * n,
+                                       "line": list(range(1, n + 1)), "offset": list(range(n)), "meta": [None] * n,
+                                       "lang": langs, "split": ["train"] * n, **extra})
+
+
+def test_pack_sequences_stage_packs_one_batch_like_pack_by_language(sp_model):
+    from xlcorpus.transforms.stages.finetune.options import FinetuneOptions
+    from xlcorpus.transforms.stages.finetune.stage import PackSequences
+
+    texts = sentences("eng")[:20] + [""] + sentences("rus")[:5]
+    langs = ["eng"] * 21 + ["rus"] * 5
+    stage = PackSequences(FinetuneOptions(seq_len=16), tokenizer=sp_model)
+    stage.check()
+    stage.setup()
+    kept, rejected, dead, stats = stage.process(_rows(texts, langs))
+    assert rejected.column("id").to_pylist() == ["r20"] and rejected.column("reason").to_pylist() == ["no_tokens"]
+    assert dead is None
+    s = stage.special
+    expected = pack_by_language({"eng": stage.sp.encode(texts[:20]), "rus": stage.sp.encode(texts[21:])}, 16,
+                                s.eos, s.pad)
+    for lang, packed in expected.items():
+        rows = [i for i, lg in enumerate(kept.column("lang").to_pylist()) if lg == lang]
+        got = kept.take(rows)
+        assert np.asarray(got.column("input_ids").values).reshape(-1, 16).tolist() == packed.input_ids.tolist()
+        assert np.asarray(got.column("attention_mask").values).reshape(-1, 16).tolist() == \
+            packed.attention_mask.tolist()
+        assert stats[f"sequences|{lang}"] == len(packed)
+        assert stats[f"tokens|{lang}"] == int(packed.attention_mask.sum())
+    assert stats["documents|eng"] == 20 and stats["documents|rus"] == 5
+
+
+def test_align_ner_stage_windows_and_bad_examples(sp_model):
+    from xlcorpus.transforms.stages.finetune.options import FinetuneOptions
+    from xlcorpus.transforms.stages.finetune.stage import AlignNer
+
+    words = [s.split() for s in sentences("eng")[:3]]
+    stage = AlignNer(FinetuneOptions(task="ner", max_length=8, stride=2, label_names=["O", "X"]),
+                     tokenizer=sp_model)
+    stage.setup()
+    batch = _rows([" ".join(w) for w in words], ["eng"] * 3, tokens=words, ner_tags=[[0] * len(w) for w in words])
+    kept, rejected, dead, stats = stage.process(batch)
+    assert rejected is None and dead is None and kept.num_rows > 3
+    assert stats["documents|eng"] == 3 and stats["sequences|eng"] == kept.num_rows
+    assert stats["words|eng"] == sum(map(len, words))
+    bad = _rows(["a b"], ["eng"], tokens=[["a", "b"]], ner_tags=[[0, 2]])
+    with pytest.raises(ValueError, match="'ner_tags' holds 2"):
+        stage.process(bad)

@@ -95,3 +95,27 @@ def fetch_default_model(force: bool = False) -> Path:
 
 def default_model_path() -> Path:
     return installed_package_model() or fetch_default_model()
+
+
+FASTTEXT_MAGIC = 793712314  # first int32 of every .bin / .ftz file fastText writes
+
+
+def fasttext_file_problem(path: str) -> str | None:
+    """Why ``path`` is not a fastText model file, or None when its header is one's.
+
+    Reads 8 bytes (magic and version), so a config can be checked in a moment even
+    for a multi-GB model. Remote paths (gs://, s3://) are not checked here."""
+    import struct
+
+    if "://" in path and not path.startswith("file://"):
+        return None
+    local = path.removeprefix("file://")
+    if not os.path.exists(local):
+        return f"{local} does not exist"
+    if os.path.isdir(local):
+        return f"{local} is a directory, not a fastText model file"
+    with open(local, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8 or struct.unpack("<i", head[:4])[0] != FASTTEXT_MAGIC:
+        return f"{local} is not a fastText model (.bin/.ftz): its header lacks fastText's magic number"
+    return None

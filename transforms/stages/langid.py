@@ -18,12 +18,12 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from xlcorpus.schemas import LANG_CANDIDATE, LANGID_FIELDS
-from xlcorpus.transforms.backends.lid_model import SHA256, default_model_path
+from xlcorpus.transforms.backends.lid_model import SHA256, default_model_path, fasttext_file_problem
 from xlcorpus.transforms.backends.model_cache import local_copy, model_identity
 from xlcorpus.transforms.core.accounting import rejected_rows
 from xlcorpus.transforms.core.models import shared_model
 from xlcorpus.transforms.core.stage import Stage, StageOptions, StageResult
-from xlcorpus.transforms.text.languages import normalize_lang_code
+from xlcorpus.transforms.text.languages import invalid_language_codes, normalize_lang_code
 from xlcorpus.transforms.text.scripts import NEUTRAL_SCRIPTS, majority_scripts
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,30 @@ class LangIdOptions(StageOptions):
         bad = {k: t for k, t in v.items() if not 0.0 <= t <= 1.0}
         if bad:
             raise ValueError(f"thresholds must lie in [0, 1], got {bad}")
+        return v
+
+    @field_validator("thresholds")
+    @classmethod
+    def _threshold_languages(cls, v: dict[str, float]):
+        bad = invalid_language_codes(v)
+        if bad:
+            raise ValueError(f"not ISO 639 language codes: {bad}")
+        return v
+
+    @field_validator("keep")
+    @classmethod
+    def _keep_languages(cls, v: list[str]):
+        bad = invalid_language_codes(v)
+        if bad:  # else every row is rejected and the dataset comes out empty
+            raise ValueError(f"not ISO 639 language codes: {bad} (e.g. en, eng, sw, swa, zxx)")
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _a_fasttext_model(cls, v: str | None):
+        problem = fasttext_file_problem(v) if v else None
+        if problem:
+            raise ValueError(problem)
         return v
 
     def normalized(self) -> LangIdOptions:

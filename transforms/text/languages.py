@@ -32,3 +32,19 @@ def normalize_lang_code(code: str) -> str:
     if len(code) == 3 and (lang := pycountry.languages.get(bibliographic=code)) is not None:
         return lang.alpha_3  # ISO 639-2/B (e.g. "ger") -> 639-3 ("deu")
     return code
+
+
+def is_language_code(code: str) -> bool:
+    """Whether ``code`` (ISO 639-1/-2/-3 or a lid.176 code) names a language, a
+    language collective (ISO 639-5: ``bih``) or a special code (``zxx``, ``und``)."""
+    import pycountry
+
+    iso3 = normalize_lang_code(code)
+    return (len(iso3) == 3 and iso3.isalpha()
+            and (pycountry.languages.get(alpha_3=iso3) is not None
+                 or pycountry.language_families.get(alpha_3=iso3) is not None))
+
+
+def invalid_language_codes(codes) -> list[str]:
+    """The codes in ``codes`` that are not language codes, in order."""
+    return [c for c in codes if not is_language_code(str(c))]

@@ -193,30 +193,40 @@ def _read_lines(f: BinaryIO, source: str, opts: ReaderOptions, jsonl: bool,
                        lineno, offset, line)
             continue
         doc = record.pop(text_field, _MISSING)
+        rid = record.pop(id_field, None)
+        known_id = rid if type(rid) is str else str(rid) if type(rid) is int else None  # named in dead letters
         if type(doc) is not str:
             if doc is _MISSING:
-                out.reject("missing_text", f"field {text_field!r} is missing", lineno, offset, line)
+                out.reject("missing_text", f"field {text_field!r} is missing", lineno, offset, line, known_id)
             else:
-                out.reject("text_not_string", f"field {text_field!r} is {type(doc).__name__}, expected string",
-                           lineno, offset, line)
+                out.reject("text_not_string", f"field {text_field!r} is {json_type(doc)}, expected string",
+                           lineno, offset, line, known_id)
             continue
         if "\x00" in doc:
-            out.reject("nul_byte", f"field {text_field!r} contains a NUL character", lineno, offset, line)
+            out.reject("nul_byte", f"field {text_field!r} contains a NUL character", lineno, offset, line, known_id)
             continue
-        rid = record.pop(id_field, None)
         if type(rid) is not str:
             if rid is None:
                 rid = stable_id(source, lineno)
             elif type(rid) is int:
                 rid = str(rid)
             else:
-                out.reject("invalid_id", f"field {id_field!r} is {type(rid).__name__}, expected string or integer",
+                out.reject("invalid_id", f"field {id_field!r} is {json_type(rid)}, expected string or integer",
                            lineno, offset, line)
                 continue
         batch = out.add(rid, doc, lineno, offset, dumps(record, option=orjson.OPT_SORT_KEYS).decode()
                         if record else None)
         if batch is not None:
             yield DOCS, batch
+
+
+_JSON_TYPES = {type(None): "null", bool: "boolean", int: "number", float: "number", list: "array", dict: "object",
+               str: "string"}
+
+
+def json_type(value) -> str:
+    """The JSON name of a parsed value's type (``null``, not ``NoneType``)."""
+    return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
 def _why_not_json(line: bytes, error: Exception) -> tuple[str, str]:
