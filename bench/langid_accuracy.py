@@ -56,9 +56,9 @@ import regex
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from langid_corpus import DESCRIPTION, load_rows  # noqa: E402
 
-from xlcorpus.transforms.backends.lid_model import default_model_path  # noqa: E402
+from xlcorpus.transforms.backends.lid_model import default_model_path, sha256_of  # noqa: E402
 from xlcorpus.transforms.stages.langid import (  # noqa: E402
-    FastTextModel, LangIdOptions, decide, identify, normalize_label, normalize_lang_code,
+    FastTextModel, LangIdOptions, decide, effective_options, identify, normalize_label, normalize_lang_code,
 )
 
 BUCKETS = ((0, 20, "<20"), (20, 50, "20-50"), (50, 100, "50-100"), (100, 10**9, ">=100"))
@@ -183,6 +183,33 @@ def mixed_probe(rows, gold, raw, default, model, base, ratios, per_lang, seed=0)
     return summary
 
 
+def calibrate(gold: np.ndarray, pred: np.ndarray, score: np.ndarray, cap: float = 0.5, quantile: float = 0.1,
+              min_correct: int = 5, min_precision: float = 0.9, step: float = 0.05) -> dict:
+    """Per predicted language L, a threshold below ``cap`` where the model is
+    under-confident on text that really is L: the ``quantile`` of its correct rows'
+    scores (rounded down to ``step``, at least ``step``), raised until the rows it
+    would keep as L are at least ``min_precision`` L. Languages with fewer than
+    ``min_correct`` correct rows keep ``cap``."""
+    out = {}
+    for lang in sorted(set(pred) - {"zxx"}):
+        correct = score[(pred == lang) & (gold == lang)]
+        if len(correct) < min_correct:
+            continue
+        t = max(step, np.floor(np.quantile(correct, quantile) / step) * step)
+        while t < cap:
+            kept = (pred == lang) & (score >= t)
+            if kept.any() and (gold[kept] == lang).mean() >= min_precision:
+                break
+            t += step
+        if t < cap - 1e-9:
+            kept = (pred == lang) & (score >= t)
+            out[lang] = {"threshold": round(float(t), 2), "correct_rows": int(len(correct)),
+                         "recall_at_cap": round(float((correct >= cap).mean()), 3),
+                         "recall": round(float((correct >= t).mean()), 3),
+                         "precision": round(float((gold[kept] == lang).mean()), 3)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sentences", action="store_true", help="split paragraphs into sentences")
@@ -201,6 +228,8 @@ def main() -> None:
                     help="Latin-letter shares for the mixed-script probe (empty: skip it)")
     ap.add_argument("--mixed-per-language", type=int, default=20)
     ap.add_argument("--json-out", help="write per-language and calibration tables as JSON")
+    ap.add_argument("--write-thresholds", metavar="FILE",
+                    help="write the per-language threshold calibration (what the stage ships) to FILE")
     args = ap.parse_args()
     t0 = time.perf_counter()
 
@@ -242,7 +271,7 @@ def main() -> None:
     arr = pa.array(texts, pa.string())
     results = {}
     for name, kwargs in variants(base, args.variant):
-        opts = LangIdOptions(**kwargs).normalized()
+        opts = effective_options(LangIdOptions(**kwargs), model_path)  # as the stage runs them
         t2 = time.perf_counter()
         cols = identify(arr, model, opts)
         decisions = decide(arr, cols, opts)
@@ -388,6 +417,30 @@ def main() -> None:
     mixed = mixed_probe(rows, gold, raw, default, model, base, ratios, args.mixed_per_language) if ratios else {}
 
     seconds = time.perf_counter() - t0
+    # Calibration measured out of sample: thresholds from even rows, effect on odd rows.
+    nocal = results.get("calibrated_thresholds=off", default)
+    half = np.arange(len(gold)) % 2 == 0
+    held = calibrate(gold[half], nocal["lang"][half], nocal["score"][half])
+    cut = np.array([held.get(p, {"threshold": 0.5})["threshold"] for p in nocal["lang"]], np.float32)
+    ok_odd, odd = (nocal["lang"] == gold) & ~half, ~half
+    flat, cal = nocal["score"] < 0.5, nocal["score"] < cut
+    print(f"\n== calibrated thresholds, held out (calibrated on even rows, {len(held)} languages; measured on odd rows):"
+          f" correct rejected {flat[ok_odd].mean():.4f} -> {cal[ok_odd].mean():.4f}; wrong rejected "
+          f"{flat[odd & ~ok_odd].mean():.4f} -> {cal[odd & ~ok_odd].mean():.4f}; kept-row accuracy "
+          f"{(nocal['lang'] == gold)[odd & ~flat].mean():.4f} -> {(nocal['lang'] == gold)[odd & ~cal].mean():.4f}")
+
+    if args.write_thresholds:
+        nocal = results.get("calibrated_thresholds=off", default)  # scores do not depend on thresholds
+        table = calibrate(gold, nocal["lang"], nocal["score"])
+        Path(args.write_thresholds).write_text(json.dumps({
+            "model_sha256": sha256_of(model_path), "corpus": DESCRIPTION,
+            "rule": "p10 of correct rows' scores (step 0.05), raised until precision >= 0.9; >= 5 correct rows; "
+                    "only languages below 0.5", "made_by": "python bench/langid_accuracy.py --write-thresholds FILE",
+            "languages": table},
+            indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"\nwrote {len(table)} per-language thresholds to {args.write_thresholds}: "
+              + ", ".join(f"{k} {v['threshold']}" for k, v in table.items()))
+
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({
             "corpus": DESCRIPTION, "rows": len(rows), "languages": len(langs), "dropped_languages": dropped,

@@ -206,7 +206,7 @@ def _lexicon(args) -> int:
 
 def _tokenizer(args) -> int:
     from xlcorpus.pipelines.lexicon import corpus_texts, corpus_texts_and_field
-    from xlcorpus.transforms.stages.finetune import stage as finetune
+    from xlcorpus.transforms.stages.finetune import tokenizer as finetune
     from xlcorpus.transforms.stages.read.documents import ReaderOptions
 
     opts = ReaderOptions(text_field=args.text_field)

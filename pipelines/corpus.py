@@ -104,7 +104,7 @@ def run_corpus(config: JobConfig, beam_args: list[str] | None = None) -> dict:
     report = build_report(dataset_sink.take_manifest(tmp_dir), config, stages, started, finished, beam_args or [])
     for stage in stages:
         if stage.report_counters:
-            report[stage.name] = counters(result, f"xlcorpus.{stage.name}")
+            report[stage.name] = stage.counters_report(counters(result, f"xlcorpus.{stage.name}"))
     return finish_run(tmp_dir, out, report)
 
 

@@ -38,9 +38,10 @@ LANGID_FIELDS = owned(
     pa.field("lang", pa.string()),  # ISO 639-3 ("zxx" when the text has no linguistic content)
     pa.field("lang_score", pa.float32()),  # model probability of `lang`; null when not predicted
     pa.field("lang_script", pa.string()),  # ISO 15924 script from the model label, when it has one
-    pa.field("script", pa.string()),  # majority Unicode script of the text (ISO 15924)
+    pa.field("script", pa.string()),  # writing system of the text (ISO 15924; Jpan, Kore for Japanese, Korean)
     pa.field("lang_topk", pa.list_(LANG_CANDIDATE)),  # model's top-k candidates, best first
     pa.field("lang_script_override", pa.bool_()),  # true when a lower candidate won on script agreement
+    pa.field("lang_script_mismatch", pa.bool_()),  # the language's usual script is not the text's (label kept)
 )
 
 # --- lexical-distance filter ------------------------------------------------------------

@@ -82,25 +82,61 @@ def test_runs_of_spaces_do_not_change_predictions(lid_model):
 
 
 def test_usual_scripts():
+    # From Unicode CLDR's languageData (primary and secondary scripts).
     assert usual_scripts("rus") == {"Cyrl"}
-    assert usual_scripts("eng") == {"Latn"}
-    assert usual_scripts("srp") == {"Cyrl", "Latn"}
-    assert usual_scripts("jpn", "Jpan") == {"Hani", "Hira", "Kana"}
+    assert "Latn" in usual_scripts("eng") and "Cyrl" not in usual_scripts("eng")
+    assert {"Cyrl", "Latn"} <= usual_scripts("srp")
+    assert {"Jpan", "Hani", "Hira", "Kana"} <= usual_scripts("jpn")
+    assert {"Kore", "Hang", "Hani"} <= usual_scripts("kor")
+    assert "Hani" in usual_scripts("zho") and "Hebr" in usual_scripts("heb")
+    assert usual_scripts("jpn", "Jpan") == {"Jpan", "Hani", "Hira", "Kana"}
     assert usual_scripts("zxx") is None
 
 
-def test_script_consistency_prefers_candidate_in_text_script():
-    choose = langid._script_consistent_choice
-    # Cyrillic text, model says English first: the Russian candidate wins.
-    assert choose([("eng", None), ("rus", None), ("ukr", None)], "Cyrl") == 1
+def _choose(candidates, probs, text, **options):
+    from xlcorpus.transforms.text.scripts import writing_systems
+
+    scripts, counts = writing_systems(pa.array([text]))
+    return langid.script_choice(candidates, np.asarray(probs, np.float32), scripts[0].as_py(), counts, 0,
+                                LangIdOptions(**options))
+
+
+def test_script_choice_switches_only_when_the_top_script_is_absent_and_the_candidate_is_likely():
+    cyrillic = "Сегодня хорошая погода"
+    # Cyrillic text, model says English first: a likely Russian candidate wins.
+    assert _choose([("eng", None), ("rus", None), ("ukr", None)], [0.5, 0.3, 0.1], cyrillic) == (1, False)
+    # ... but not a near-zero one: the model's answer stays and the disagreement is recorded.
+    assert _choose([("eng", None), ("rus", None)], [0.9, 1e-5], cyrillic) == (0, True)
+    assert _choose([("eng", None), ("rus", None)], [0.9, 1e-5], cyrillic, script_override_min_ratio=0.0) == (1, False)
     # The top candidate agrees: keep it.
-    assert choose([("rus", None), ("eng", None)], "Cyrl") == 0
-    # Nobody agrees: keep the top candidate.
-    assert choose([("eng", None), ("deu", None)], "Arab") == 0
+    assert _choose([("rus", None), ("eng", None)], [0.9, 0.1], cyrillic) == (0, False)
+    # Nobody agrees: keep the top candidate, record it.
+    assert _choose([("eng", None), ("deu", None)], [0.6, 0.3], "مرحبا بالعالم") == (0, True)
     # No script in the text (digits, punctuation): no correction.
-    assert choose([("eng", None), ("rus", None)], "Zyyy") == 0
+    assert _choose([("eng", None), ("rus", None)], [0.6, 0.3], "12 + 3 = 15") == (0, False)
     # Label scripts from GlotLID-style labels are used directly.
-    assert choose([("hin", "Latn"), ("hin", "Deva")], "Deva") == 1
+    assert _choose([("hin", "Latn"), ("hin", "Deva")], [0.6, 0.3], "नमस्ते दुनिया") == (1, False)
+    # script_consistency off: never switch, still record.
+    assert _choose([("eng", None), ("rus", None)], [0.5, 0.4], cyrillic, script_consistency=False) == (0, True)
+
+
+def test_script_choice_keeps_a_language_whose_script_is_present():
+    # Mostly Latin product names in a Hebrew UI string: Hebrew letters are there, keep hebrew.
+    text = "פתח Settings > Privacy and Security"
+    assert _choose([("heb", None), ("eng", None)], [0.7, 0.2], text)[0] == 0
+
+
+def test_japanese_with_latin_identifiers_stays_japanese(lid_model):
+    # The example: kana and Han are one writing system (Jpan), so the few Latin
+    # letters of `open()` cannot make the text "Latin".
+    texts = pa.array(["ファイル を open() で 開く", "設定 > Advanced を クリック します",
+                      "한국어 설정에서 Dark mode를 켜세요", "כדי לשמור, לחץ על Ctrl+S ואז על Save"])
+    raw = [normalize_label(lid_model.model.predict(t, k=1)[0][0])[0] for t in texts.to_pylist()]
+    cols = identify(texts, lid_model, LangIdOptions())
+    assert cols["script"].to_pylist() == ["Jpan", "Jpan", "Kore", "Hebr"]
+    assert cols["lang"].to_pylist() == raw == ["jpn", "jpn", "kor", "heb"]
+    assert cols["lang_script_override"].to_pylist() == [False] * 4
+    assert cols["lang_script_mismatch"].to_pylist() == [False] * 4
 
 
 def test_script_consistency_on_real_model(lid_model):

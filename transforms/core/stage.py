@@ -90,6 +90,10 @@ class Stage(Generic[O]):
         policies, endpoints); empty: no entry."""
         return {}
 
+    def counters_report(self, counters: dict[str, int]) -> dict:
+        """The report section of a ``report_counters`` stage, from its Beam counters."""
+        return counters
+
     def report_sections(self) -> dict:
         """Extra top-level sections of the run report (e.g. lexfilter's language distances)."""
         return {}

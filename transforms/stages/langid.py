@@ -9,6 +9,7 @@ the keep/reject decision, and ``LanguageId``, the stage (run in a pipeline by
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 
@@ -18,24 +19,21 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from xlcorpus.schemas import LANG_CANDIDATE, LANGID_FIELDS
-from xlcorpus.transforms.backends.lid_model import SHA256, default_model_path, fasttext_file_problem
+from xlcorpus.transforms.backends.lid_model import SHA256, default_model_path, fasttext_file_problem, sha256_of
 from xlcorpus.transforms.backends.model_cache import local_copy, model_identity
 from xlcorpus.transforms.core.accounting import rejected_rows
 from xlcorpus.transforms.core.models import shared_model
+from xlcorpus.transforms.core.resources import shipped_dir
 from xlcorpus.transforms.core.stage import Stage, StageOptions, StageResult
 from xlcorpus.transforms.text.languages import invalid_language_codes, normalize_lang_code
-from xlcorpus.transforms.text.scripts import NEUTRAL_SCRIPTS, majority_scripts
+from xlcorpus.transforms.text.language_scripts import usual_scripts as cldr_usual_scripts
+from xlcorpus.transforms.text.scripts import NEUTRAL_SCRIPTS, script_shares, writing_systems
 
 log = logging.getLogger(__name__)
 STAGE = "langid"
 NO_LANGUAGE = "zxx"  # ISO 639: no linguistic content
 
 # --- label normalisation --------------------------------------------------------
-# Script subtags that stand for several Unicode scripts.
-_SCRIPT_GROUPS = {"Jpan": {"Hani", "Hira", "Kana"}, "Kore": {"Hang", "Hani"}, "Hans": {"Hani"},
-                  "Hant": {"Hani"}, "Hrkt": {"Hira", "Kana"}}
-
-
 @functools.cache
 def normalize_label(label: str) -> tuple[str, str | None]:
     """fastText label -> (ISO 639-3, ISO 15924 script or None).
@@ -50,34 +48,9 @@ def normalize_label(label: str) -> tuple[str, str | None]:
     return normalize_lang_code(lang), script
 
 
-# Usual scripts of languages whose labels carry none (lid.176). Languages not
-# listed are expected in Latin script; "zxx"/"und" are never checked.
-_USUAL_SCRIPTS_TABLE = {
-    "Arab": "ara arz ary acm apc ajp afb aeb arb azb bal ckb fas pes prs glk kur lrc mzn pnb pus snd uig urd",
-    "Cyrl": "abk ava bak bel bua bul bxr che chv kaz kbd kir kom kpv krc lez mdf mhr mkd mon mrj myv oss "
-            "rue rus sah srp tat tgk tyv udm ukr xal hbs uzb",
-    "Latn": "srp hbs uzb kur kaz gom aze tat",
-    "Grek": "ell grc", "Hebr": "heb yid lad", "Armn": "hye", "Geor": "kat xmf",
-    "Deva": "hin mar nep npi san mai bho new gom dty bih awa mag",
-    "Beng": "ben asm bpy", "Guru": "pan", "Gujr": "guj", "Orya": "ori ory", "Taml": "tam",
-    "Telu": "tel", "Knda": "kan tcy", "Mlym": "mal", "Sinh": "sin", "Thai": "tha", "Laoo": "lao",
-    "Khmr": "khm", "Mymr": "mya shn", "Tibt": "bod dzo", "Ethi": "amh tir tig", "Thaa": "div",
-    "Syrc": "syr", "Hani": "zho cmn wuu yue lzh gan hak jpn kor", "Hira": "jpn", "Kana": "jpn",
-    "Hang": "kor", "Mong": "mon", "Tfng": "zgh", "Nkoo": "nqo", "Cher": "chr", "Cans": "iku cre",
-}
-_USUAL_SCRIPTS: dict[str, frozenset[str]] = {}
-for _script, _langs in _USUAL_SCRIPTS_TABLE.items():
-    for _lang in _langs.split():
-        _USUAL_SCRIPTS[_lang] = _USUAL_SCRIPTS.get(_lang, frozenset()) | {_script}
-
-
 def usual_scripts(lang: str, label_script: str | None = None) -> frozenset[str] | None:
-    """Scripts a language is normally written in (None: no expectation)."""
-    if lang in (NO_LANGUAGE, "und", "mis", "mul"):
-        return None
-    if label_script:
-        return frozenset(_SCRIPT_GROUPS.get(label_script, {label_script}))
-    return _USUAL_SCRIPTS.get(lang, frozenset({"Latn"}))
+    """Scripts a language is normally written in, from Unicode CLDR (None: no expectation)."""
+    return cldr_usual_scripts(lang, label_script)
 
 
 # --- the model's view of the text -------------------------------------------------
@@ -103,6 +76,15 @@ class LangIdOptions(StageOptions):
     keep: list[str] = Field(default_factory=list, description="languages to keep (empty: all)")
     label_only: bool = False
     script_consistency: bool = True
+    script_override_min_ratio: float = Field(
+        0.1, ge=0.0, le=1.0,
+        description="switch to a lower candidate only if its probability is >= this share of the top one's")
+    calibrated_thresholds: bool = Field(
+        True, description="with the bundled lid.176 model: per-language thresholds below `threshold` where the "
+                          "model is under-confident on correct text (shipped calibration; `thresholds` win)")
+    script_present_share: float = Field(
+        0.1, ge=0.0, le=1.0,
+        description="the top candidate's script counts as present in a text from this share of its letters")
 
     @field_validator("thresholds")
     @classmethod
@@ -143,6 +125,30 @@ class LangIdOptions(StageOptions):
             "keep": [normalize_lang_code(k) for k in self.keep]})
 
 
+CALIBRATION = "lid176-calibration/thresholds.json"  # under the shipped models folder
+
+
+@functools.cache
+def calibrated_thresholds(model_sha256: str) -> dict[str, float]:
+    """The shipped per-language thresholds for the model with this SHA-256 (empty
+    for any other model: a calibration holds for the model it was measured on)."""
+    data = json.loads((shipped_dir("models") / CALIBRATION).read_text(encoding="utf-8"))
+    if data["model_sha256"] != model_sha256:
+        return {}
+    return {lang: entry["threshold"] for lang, entry in data["languages"].items()}
+
+
+def effective_options(options: LangIdOptions, model_path: str) -> LangIdOptions:
+    """The options a run uses: language codes in ISO 639-3 and, when
+    ``calibrated_thresholds`` is on and the model is the bundled one, the calibrated
+    per-language thresholds (never above ``threshold``; ``thresholds`` win)."""
+    opts = options.normalized()
+    if not opts.calibrated_thresholds or "://" in model_path or not os.path.exists(model_path):
+        return opts
+    calibrated = {lang: min(t, opts.threshold) for lang, t in calibrated_thresholds(sha256_of(model_path)).items()}
+    return opts.model_copy(update={"thresholds": {**calibrated, **opts.thresholds}})
+
+
 class FastTextModel:
     """A loaded fastText model plus its identity for the run report."""
 
@@ -172,8 +178,8 @@ class FastTextModel:
 def identify(texts: pa.Array, model: FastTextModel, opts: LangIdOptions) -> dict[str, pa.Array]:
     """The LID columns for a batch of texts (see schemas.LANGID_FIELDS)."""
     n = len(texts)
-    scripts = majority_scripts(texts)
     cleaned = clean_for_lid(texts)
+    scripts, script_counts = writing_systems(cleaned)  # URLs and e-mail addresses do not vote
     has_content = pc.greater(pc.utf8_length(cleaned), 0).to_numpy(zero_copy_only=False)
     todo = np.flatnonzero(has_content)
     labels, probs = model.predict(pc.take(cleaned, pa.array(todo, pa.int64())).to_pylist(), opts.top_k)
@@ -182,6 +188,7 @@ def identify(texts: pa.Array, model: FastTextModel, opts: LangIdOptions) -> dict
     lang_script: list[str | None] = [None] * n
     score = np.full(n, np.nan, np.float32)
     override = np.zeros(n, bool)
+    mismatch = np.zeros(n, bool)
     script_list = scripts.to_pylist()
     cand_langs: list[str] = []
     cand_scripts: list[str | None] = []
@@ -191,8 +198,9 @@ def identify(texts: pa.Array, model: FastTextModel, opts: LangIdOptions) -> dict
         normalized = [normalize_label(label) for label in row_labels]
         if not normalized:
             continue
-        best = _script_consistent_choice(normalized, script_list[row]) if opts.script_consistency else 0
+        best, disagrees = script_choice(normalized, probs[j], script_list[row], script_counts, row, opts)
         override[row] = best > 0
+        mismatch[row] = disagrees
         lang[row], lang_script[row] = normalized[best]
         score[row] = probs[j, best]
         counts[row] = len(normalized)
@@ -216,22 +224,34 @@ def identify(texts: pa.Array, model: FastTextModel, opts: LangIdOptions) -> dict
         "script": scripts,
         "lang_topk": topk,
         "lang_script_override": pa.array(override, pa.bool_()),
+        "lang_script_mismatch": pa.array(mismatch, pa.bool_()),
     }
 
 
-def _script_consistent_choice(candidates: list[tuple[str, str | None]], text_script: str) -> int:
-    """Index of the first candidate whose usual script matches the text's script
-    (0 when the top one does, when none does, or when the text has no script)."""
-    if text_script in NEUTRAL_SCRIPTS:
-        return 0
-    top = usual_scripts(*candidates[0]) if candidates else None
+def script_choice(candidates: list[tuple[str, str | None]], probs: np.ndarray, text_script: str,
+                  counts: np.ndarray, row: int, opts: LangIdOptions) -> tuple[int, bool]:
+    """(index of the candidate to report, whether the reported language's usual script
+    disagrees with the text's).
+
+    The model's answer stands unless its language's script is really absent from the
+    text (less than ``script_present_share`` of the letters) and a lower candidate
+    whose script is the text's has a meaningful probability (at least
+    ``script_override_min_ratio`` of the top one's). A disagreement that does not
+    meet both is recorded, not acted on.
+    """
+    if text_script in NEUTRAL_SCRIPTS or not candidates:
+        return 0, False
+    top = usual_scripts(*candidates[0])
     if top is None or text_script in top:
-        return 0
+        return 0, False
+    if not opts.script_consistency or script_shares(counts, row, top) >= opts.script_present_share:
+        return 0, True
+    floor = opts.script_override_min_ratio * float(probs[0])
     for i, (code, label_script) in enumerate(candidates[1:], start=1):
         expected = usual_scripts(code, label_script)
-        if expected is not None and text_script in expected:
-            return i
-    return 0
+        if expected is not None and text_script in expected and float(probs[i]) >= floor:
+            return i, False
+    return 0, True
 
 
 def decide(texts: pa.Array, columns: dict[str, pa.Array], opts: LangIdOptions) -> list[tuple[str, dict] | None]:
@@ -282,6 +302,21 @@ def annotate(batch: pa.RecordBatch, model: FastTextModel, opts: LangIdOptions
     return kept, rejected_rows(batch, rows, [decisions[i][0] for i in rows], [decisions[i][1] for i in rows], STAGE)
 
 
+LOW_CONFIDENCE_STAT = "low_confidence:"  # + language: rows rejected under the threshold
+
+
+def low_confidence_counts(rejected: pa.RecordBatch | None) -> dict[str, int]:
+    """Rows rejected as lid_low_confidence, per language (from their ``detail``)."""
+    if rejected is None or not rejected.num_rows:
+        return {}
+    low = rejected.filter(pc.equal(rejected.column("reason"), "lid_low_confidence"))
+    out: dict[str, int] = {}
+    for detail in low.column("detail").to_pylist():
+        lang = json.loads(detail)["lang"]
+        out[LOW_CONFIDENCE_STAT + lang] = out.get(LOW_CONFIDENCE_STAT + lang, 0) + 1
+    return out
+
+
 # --- the stage ---------------------------------------------------------------------------
 class LanguageId(Stage[LangIdOptions]):
     """fastText language ID: adds LANGID_FIELDS; rejects empty, low-confidence and
@@ -291,11 +326,12 @@ class LanguageId(Stage[LangIdOptions]):
     name = STAGE
     Options = LangIdOptions
     fields = LANGID_FIELDS
+    report_counters = True
 
     def __init__(self, options: LangIdOptions | None = None, model_path: str | None = None):
         super().__init__(options)
-        self.opts = self.options.normalized()
         self.model_path = str(model_path or self.options.model or default_model_path())
+        self.opts = effective_options(self.options, self.model_path)
         self.model: FastTextModel | None = None
 
     def check(self) -> None:
@@ -307,7 +343,14 @@ class LanguageId(Stage[LangIdOptions]):
         self.model = shared_model(f"fasttext:{path}", lambda: FastTextModel(local_copy(path)))
 
     def process(self, batch: pa.RecordBatch) -> StageResult:
-        return StageResult(*annotate(batch, self.model, self.opts))
+        kept, rejected = annotate(batch, self.model, self.opts)
+        return StageResult(kept, rejected, stats=low_confidence_counts(rejected))
+
+    def counters_report(self, counters: dict[str, int]) -> dict:
+        """The report's ``langid`` section: which languages lost most rows to the threshold."""
+        lost = {k.removeprefix(LOW_CONFIDENCE_STAT): v for k, v in counters.items()
+                if k.startswith(LOW_CONFIDENCE_STAT)}
+        return {"low_confidence_by_language": dict(sorted(lost.items(), key=lambda kv: (-kv[1], kv[0])))}
 
     def report(self) -> dict:
         identity = model_identity(self.model_path)
