@@ -355,6 +355,10 @@ def _summary(report: dict, out: str) -> None:
     console.print(f"in {a['in']} = kept {a['kept']} + rejected {a['rejected']} + dead-letter {a['dead_letter']}"
                   f" ({'balanced' if a['balanced'] else 'UNBALANCED'}); {report['rows_per_second']:.0f} rows/s")
     console.print(f"splits: {report['splits']}; languages: {langs}")
+    lost = report.get("langid", {}).get("low_confidence_by_language")
+    if lost:
+        console.print("rows rejected under the LID threshold, by language: "
+                      + ", ".join(f"{k} {v}" for k, v in list(lost.items())[:10]))
     if report.get("language_distances"):
         from xlcorpus.transforms.stages.lexfilter.score import format_distance_report
 
