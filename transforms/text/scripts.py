@@ -56,23 +56,11 @@ def _script_table() -> tuple[np.ndarray, tuple[str, ...]]:
 def majority_scripts(texts: pa.Array) -> pa.Array:
     """Majority script (ISO 15924) of each text, ignoring Common/Inherited characters.
 
-    Vectorised: all texts are decoded to code points once and counted with numpy.
-    Texts with no script-bearing character get ``Zyyy``.
+    Vectorised (``script_counts``). Texts with no script-bearing character get ``Zyyy``.
     """
-    table, codes = _script_table()
-    texts = texts.cast(pa.large_string()) if pa.types.is_string(texts.type) else texts
-    texts = pc.fill_null(texts, "")
-    n = len(texts)
-    if n == 0:
+    counts, codes = script_counts(texts)
+    if counts.shape[0] == 0:
         return pa.array([], pa.string())
-    joined = _joined(texts)
-    cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    lengths = pc.utf8_length(texts).to_numpy(zero_copy_only=False)
-    sids = table[cps]
-    bearing = sids >= _NEUTRAL  # only script-bearing characters vote
-    rows = np.repeat(np.arange(n, dtype=np.int32), lengths)[bearing]
-    keys = rows * np.int32(len(codes)) + sids[bearing]
-    counts = np.bincount(keys, minlength=n * len(codes)).reshape(n, len(codes))
     best = counts.argmax(axis=1)
     best[counts.sum(axis=1) == 0] = 0  # Zyyy
     return pa.array(np.asarray(codes, dtype=object)[best], pa.string())
