@@ -247,7 +247,6 @@ def test_constrained_projector_rows(random_backend):
     assert sum(r.scored for r in pr) <= sum(r.scored for r in ex)
 
 
-@pytest.mark.skipif(not (SHIPPED / "model.bin").exists(), reason="reference model not built yet")
 def test_pruned_search_on_reference_model_is_exact_and_cheap():
     """On the trained reference model the bounds are tight: same answers as exhaustive
     with at most a fifth of its scored placements."""
