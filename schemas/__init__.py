@@ -31,6 +31,14 @@ DOCUMENT_FIELDS = owned(
 )
 DOCUMENT_SCHEMA = pa.schema(DOCUMENT_FIELDS)
 
+# --- deduplication ------------------------------------------------------------------
+DEDUP_FIELDS = owned(
+    "dedup",
+    pa.field("dup_copies", pa.int32()),  # rows with this normalised text in the input, itself included (exact on)
+    pa.field("dup_cluster", pa.string()),  # near-duplicate cluster this row was kept for (null: none)
+    pa.field("dup_cluster_size", pa.int32()),  # rows in that cluster, itself included
+)
+
 # --- language identification ---------------------------------------------------
 LANG_CANDIDATE = pa.struct([("lang", pa.string()), ("script", pa.string()), ("score", pa.float32())])
 LANGID_FIELDS = owned(
@@ -80,6 +88,7 @@ ANNOTATE_FIELDS = owned(
 STAGE_FIELDS: dict[str, tuple[pa.Field, ...]] = {
     "langid": LANGID_FIELDS, "lexfilter": LEXFILTER_FIELDS, "transliterate": TRANSLIT_FIELDS}
 STAGE_FIELDS["annotate"] = ANNOTATE_FIELDS
+STAGE_FIELDS["dedup"] = DEDUP_FIELDS
 
 
 def dataset_schema(stages: Iterable[str | Sequence[pa.Field]] = ("langid",)) -> pa.Schema:

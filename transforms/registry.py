@@ -13,6 +13,7 @@ from functools import cache
 from xlcorpus.transforms.core.stage import Stage
 
 STAGES: dict[str, str] = {
+    "dedup": "xlcorpus.transforms.stages.dedup.stage:Dedup",
     "langid": "xlcorpus.transforms.stages.langid:LanguageId",
     "lexfilter": "xlcorpus.transforms.stages.lexfilter.stage:LexicalFilter",
     "transliterate": "xlcorpus.transforms.stages.transliterate.stage:Transliterate",

@@ -1,0 +1,145 @@
+"""The ``dedup`` stage: exact duplicates (normalised-text hash), then near-duplicates
+(MinHash + LSH + verified candidate pairs + connected components).
+
+Duplicates are found across every file and worker: ``transform()`` keys rows through
+Beam groupings (``passes.py``). ``process()`` runs the same pure steps on one batch
+(unit tests, benchmarks of the core). Kept rows carry ``dup_copies`` (exact copies of
+their text, itself included) and, for a near-duplicate cluster's kept member,
+``dup_cluster`` / ``dup_cluster_size``. Rejected rows: ``duplicate`` (detail: the kept
+copy's id, source and line) and ``near_duplicate`` (detail: the cluster id).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from xlcorpus.schemas import DEDUP_FIELDS
+from xlcorpus.transforms.core.accounting import append_columns, split_rows
+from xlcorpus.transforms.core.stage import Stage, StageResult
+from xlcorpus.transforms.stages.dedup import groups, minhash, text
+from xlcorpus.transforms.stages.dedup.options import DedupOptions, MinHashOptions
+
+SIZE_BUCKETS = (2, 3, 5, 9, 17, 33, 65, 129)  # cluster-size histogram: [2], [3-4], [5-8], ...
+
+
+def size_bucket(size: int) -> str:
+    for lo, hi in zip(SIZE_BUCKETS, SIZE_BUCKETS[1:]):
+        if size < hi:
+            return str(lo) if hi == lo + 1 else f"{lo}-{hi - 1}"
+    return f"{SIZE_BUCKETS[-1]}+"
+
+
+def cluster_id(root: int) -> str:
+    return f"{root:016x}"
+
+
+class Signer:
+    """Normalise, shingle and sign a batch: the per-batch work of the MinHash part."""
+
+    def __init__(self, options: DedupOptions):
+        m: MinHashOptions = options.minhash
+        self.normalize, self.m = options.normalize, m
+        self.bands, self.rows = (m.bands, m.rows) if m.bands else minhash.choose_bands(m.threshold, m.num_perm)
+        self.cutoff = minhash.verify_threshold(m.threshold, m.num_perm) if m.verify else 0.0
+
+    def sign(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(signatures, band keys, has-shingles mask) of the texts."""
+        hashes, counts = text.shingles(text.normalize(texts, self.normalize), self.m.word_ngram, self.m.char_ngram)
+        sig = minhash.signatures(hashes, counts, self.m.num_perm, self.m.seed)
+        return sig, minhash.band_keys(sig, self.bands, self.rows), counts > 0
+
+
+class Dedup(Stage[DedupOptions]):
+    name = "dedup"
+    Options = DedupOptions
+    fields = DEDUP_FIELDS
+    dead_reason = "dedup_error"
+    report_counters = True
+
+    def check(self) -> None:
+        if self.options.minhash.enabled:
+            Signer(self.options)  # bands / rows are validated by the options; this computes the choice once
+
+    def transform(self):
+        from xlcorpus.transforms.stages.dedup.passes import DedupTransform
+
+        return DedupTransform(self)
+
+    # --- one batch, no Beam ---------------------------------------------------------
+    def process(self, batch: pa.RecordBatch) -> StageResult:
+        """Dedup within one batch with the same steps the Beam passes run per shard."""
+        o, n = self.options, batch.num_rows
+        verdicts: list[tuple[str, dict] | None] = [None] * n
+        copies = np.ones(n, np.int32)
+        if o.exact.enabled:
+            normalized = text.normalize(batch.column("text"), o.normalize)
+            keep = np.flatnonzero(np.asarray([len(t) > 0 for t in normalized.to_pylist()], bool))
+            keys = pa.table({"hash": text.text_hashes(normalized.take(pa.array(keep))),
+                             "id": batch.column("id").take(pa.array(keep)),
+                             "source": batch.column("source").take(pa.array(keep)),
+                             "line": batch.column("line").take(pa.array(keep)),
+                             "batch": np.zeros(len(keep), np.uint64), "row": keep.astype(np.int32)},
+                            schema=groups.EXACT_KEYS)
+            d = groups.exact_decisions(keys).to_pydict()
+            for row, c, kid, ks, kl, dup in zip(d["row"], d["copies"], d["kept_id"], d["kept_source"],
+                                                 d["kept_line"], d["duplicate"]):
+                copies[row] = c
+                if dup:
+                    verdicts[row] = ("duplicate", {"kept": kid, "kept_source": ks, "kept_line": kl, "copies": c})
+        cluster: list[str | None] = [None] * n
+        size: list[int | None] = [None] * n
+        if o.minhash.enabled:
+            live = np.flatnonzero([v is None for v in verdicts])
+            signer = Signer(o)
+            sig, bands, has = signer.sign(batch.column("text").take(pa.array(live)))
+            live, sig, bands = live[has], sig[has], bands[has]
+            nodes = text.row_keys(batch.take(pa.array(live)))
+            edges = groups.candidate_edges(bands.ravel(), np.repeat(nodes, bands.shape[1]))
+            at = {int(k): i for i, k in enumerate(nodes)}
+            ia = np.array([at[int(k)] for k in edges[:, 0]], np.int64)
+            ib = np.array([at[int(k)] for k in edges[:, 1]], np.int64)
+            edges, _ = groups.verified(edges, sig[ia], sig[ib], signer.cutoff)
+            if len(edges):
+                t = groups.components(edges).to_pydict()
+                for node, c, s, root in zip(t["node"], t["cluster"], t["size"], t["root"]):
+                    row = int(live[at[int(node)]])
+                    cluster[row] = cluster_id(c)
+                    if root:
+                        size[row] = s
+                    else:
+                        verdicts[row] = ("near_duplicate", {"cluster": cluster_id(c)})
+        columns = {"dup_copies": pa.array(copies if o.exact.enabled else [None] * n, pa.int32()),
+                   "dup_cluster": pa.array([c if s else None for c, s in zip(cluster, size)], pa.string()),
+                   "dup_cluster_size": pa.array(size, pa.int32())}
+        kept, rejected = split_rows(batch, append_columns(batch, self.fields, columns), verdicts, self.name)
+        return StageResult(kept, rejected)
+
+    # --- report -----------------------------------------------------------------------
+    def report(self) -> dict:
+        o = self.options
+        entry: dict = {"normalize": o.normalize.model_dump(), "exact": o.exact.enabled}
+        if o.minhash.enabled:
+            s = Signer(o)
+            entry["minhash"] = {"threshold": o.minhash.threshold, "num_perm": o.minhash.num_perm,
+                                "bands": s.bands, "rows": s.rows, "verify_cutoff": round(s.cutoff, 4),
+                                "word_ngram": o.minhash.word_ngram, "char_ngram": o.minhash.char_ngram,
+                                "s_curve": minhash.s_curve(s.bands, s.rows)}
+        return entry
+
+    def counters_report(self, counters: dict[str, int]) -> dict:
+        def histogram(prefix: str) -> dict[str, int]:
+            found = {k.removeprefix(prefix): v for k, v in counters.items() if k.startswith(prefix)}
+            order = [size_bucket(s) for s in SIZE_BUCKETS]
+            return {k: found[k] for k in order if k in found}
+
+        out = {"in": counters.get("in", 0), "kept": counters.get("kept", 0),
+               "exact": {"duplicates": counters.get("duplicates", 0), "groups": counters.get("exact_groups", 0),
+                         "group_sizes": histogram("exact_size.")}}
+        if self.options.minhash.enabled:
+            out["near"] = {"near_duplicates": counters.get("near_duplicates", 0),
+                           "clusters": counters.get("clusters", 0), "cluster_sizes": histogram("cluster_size."),
+                           "candidate_pairs": counters.get("candidate_pairs", 0),
+                           "verified_pairs": counters.get("verified_pairs", 0),
+                           "not_converged": counters.get("not_converged", 0), **self.report()["minhash"]}
+        return out
