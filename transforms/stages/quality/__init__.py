@@ -1,0 +1,1 @@
+"""Document quality heuristics (the ``quality`` stage)."""
