@@ -75,3 +75,19 @@ def test_portable_runner_gives_the_direct_runners_bytes(tmp_path, portable_servi
     assert hashes == data_file_hashes(tmp_path / "direct")
     # the work really ran in SDK worker processes that the external pool started
     assert "Starting worker with command" in (tmp_path / "worker_pool.log").read_text()
+
+
+@pytest.mark.slow
+def test_dedup_keeps_the_same_rows_on_the_portable_runner(tmp_path, portable_services):
+    """Dedup's groupings run in the external SDK workers and keep exactly the rows
+    (and reject with exactly the details) that the DirectRunner does."""
+    from .test_dedup import _corpus, _run
+
+    job_port, pool_port = portable_services
+    glob = _corpus(tmp_path)
+    direct = _run(tmp_path, glob, "direct")
+    portable = _run(tmp_path, glob, "portable", [
+        "--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}",
+        "--environment_type=EXTERNAL", f"--environment_config=localhost:{pool_port}"])
+    assert portable[1:] == direct[1:] and portable[0]["accounting"] == direct[0]["accounting"]
+    assert len(direct[2]) == 5

@@ -1,11 +1,14 @@
 """What dedup compares: normalised texts, their exact hashes, and their shingles.
 
-No Beam. Everything works on a whole batch at once: Arrow's RE2 kernels normalise,
-words are hashed once per distinct word (``dictionary_encode``), and shingles are
-built from the word (or character) hashes with numpy.
+No Beam. Everything works on a whole batch at once: Arrow's RE2 kernels collapse
+punctuation and space, words are hashed once per distinct word
+(``dictionary_encode``), and shingles are built from the word (or character) hashes
+with numpy.
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 import numpy as np
 import pyarrow as pa
@@ -39,10 +42,18 @@ def mix64(x: np.ndarray) -> np.ndarray:
 def normalize(texts: pa.Array, o: NormalizeOptions) -> pa.Array:
     """The normalised texts (see ``NormalizeOptions``): one Arrow pass per step."""
     out = pc.fill_null(texts, "")
-    if o.form != "none":
-        out = pc.utf8_normalize(out, form=o.form)
-    if o.casefold:  # Python's full case folding: Arrow only has simple lower-casing
-        out = pa.array([t.casefold() for t in out.to_pylist()], pa.string())
+    # Python, not Arrow, for these two: Arrow's utf8_normalize (pyarrow 25) leaves
+    # combining marks uncomposed, and it only has simple lower-casing, not case folding.
+    form = None if o.form == "none" else o.form
+    if form or o.casefold:
+        def fold(t: str) -> str:
+            if form:
+                t = unicodedata.normalize(form, t)
+            if o.casefold:
+                t = t.casefold()
+                t = unicodedata.normalize(form, t) if form else t  # folding can undo composition (e.g. U+0130)
+            return t
+        out = pa.array([fold(t) for t in out.to_pylist()], pa.string())
     if o.digits:
         out = pc.replace_substring_regex(out, r"\p{Nd}+", "0")
     if o.punctuation:
