@@ -41,7 +41,7 @@ class Signer:
         m: MinHashOptions = options.minhash
         self.normalize, self.m = options.normalize, m
         self.bands, self.rows = (m.bands, m.rows) if m.bands else minhash.choose_bands(m.threshold, m.num_perm)
-        self.cutoff = minhash.verify_threshold(m.threshold, m.num_perm) if m.verify else 0.0
+        self.cutoff = m.threshold if m.verify else 0.0  # the estimate is unbiased: its mean is the Jaccard
 
     def sign(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(signatures, band keys, has-shingles mask) of the texts."""
