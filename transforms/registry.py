@@ -15,6 +15,7 @@ from xlcorpus.transforms.core.stage import Stage
 STAGES: dict[str, str] = {
     "dedup": "xlcorpus.transforms.stages.dedup.stage:Dedup",
     "langid": "xlcorpus.transforms.stages.langid:LanguageId",
+    "quality": "xlcorpus.transforms.stages.quality.stage:QualityFilter",
     "lexfilter": "xlcorpus.transforms.stages.lexfilter.stage:LexicalFilter",
     "transliterate": "xlcorpus.transforms.stages.transliterate.stage:Transliterate",
     "annotate": "xlcorpus.transforms.stages.annotate.stage:Annotate",

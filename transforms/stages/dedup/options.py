@@ -35,7 +35,7 @@ class ExactOptions(_Section):
 class MinHashOptions(_Section):
     enabled: bool = Field(False, description="drop near-duplicates (MinHash + LSH + connected components)")
     threshold: float = Field(0.8, gt=0, lt=1, description="target Jaccard similarity of shingle sets")
-    num_perm: int = Field(256, ge=16, le=1024, description="MinHash permutations (signature length)")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations (signature length)")
     bands: int | None = Field(None, ge=1, description="LSH bands; null: chosen from threshold and num_perm")
     rows: int | None = Field(None, ge=1, description="rows per band; null: chosen with bands")
     word_ngram: int = Field(5, ge=1, le=32, description="words per shingle for space-separated scripts")
