@@ -89,6 +89,7 @@ STAGE_FIELDS: dict[str, tuple[pa.Field, ...]] = {
     "langid": LANGID_FIELDS, "lexfilter": LEXFILTER_FIELDS, "transliterate": TRANSLIT_FIELDS}
 STAGE_FIELDS["annotate"] = ANNOTATE_FIELDS
 STAGE_FIELDS["dedup"] = DEDUP_FIELDS
+STAGE_FIELDS["quality"] = ()  # the quality stage rejects rows and adds no column
 
 
 def dataset_schema(stages: Iterable[str | Sequence[pa.Field]] = ("langid",)) -> pa.Schema:

@@ -67,13 +67,15 @@ def test_demo_report_balances_and_matches_rejected_and_dead_letter(demo_run):
     assert dead.features == output_features(DEAD_LETTER_SCHEMA)
     assert len(rejected) == acct["rejected"] and len(dead) == acct["dead_letter"]
     stages = report["stages"]
-    assert [s["stage"] for s in stages] == ["read", "langid", "lexfilter", "transliterate"]
+    assert [s["stage"] for s in stages] == ["read", "dedup", "langid", "quality", "lexfilter", "transliterate"]
     assert stages[0]["in"] == acct["in"] and stages[-1]["kept"] == acct["kept"]
     assert all(b["in"] == a["kept"] for a, b in zip(stages, stages[1:]))
     assert Counter(zip(rejected["stage"], rejected["reason"])) == Counter(
         {(s["stage"], reason): n for s in stages for reason, n in s["rejected"].items()})
     assert Counter(dead["reason"]) == Counter(stages[0]["dead_letter"])
-    assert stages[2]["rejected"]["lexically_distant"] > 0  # the demo's Swahili rows far from Comorian
+    by_name = {s["stage"]: s for s in stages}
+    assert by_name["lexfilter"]["rejected"]["lexically_distant"] > 0  # the demo's Swahili rows far from Comorian
+    assert by_name["dedup"]["rejected"] == {"duplicate": 6}  # the sample's planted copies (dup-*, boiler-*)
     # the demo's broken tail: the reader dead-letters each line with its number
     assert {"invalid_json", "missing_text", "text_not_string", "not_an_object", "blank_line", "nul_byte"} <= set(
         dead["reason"])
@@ -140,10 +142,15 @@ def test_partition_by_language(tmp_path):
 def test_keep_list_and_label_only(tmp_path):
     keep = run_corpus(demo_config(tmp_path / "k", langid__keep=["mt", "sw"]))
     assert set(keep["languages"]) <= {"mlt", "swa"} and keep["languages"]
-    assert keep["stages"][1]["rejected"]["lid_not_kept"] > 100
-    tag = run_corpus(demo_config(tmp_path / "t", langid__label_only=True, lexfilter__enabled=False))
-    assert tag["stages"][1]["rejected"] == {}
-    assert tag["accounting"]["kept"] == tag["stages"][1]["in"]
+    assert _stage(keep, "langid")["rejected"]["lid_not_kept"] > 100
+    tag = run_corpus(demo_config(tmp_path / "t", langid__label_only=True, lexfilter__enabled=False,
+                                 quality__enabled=False))
+    assert _stage(tag, "langid")["rejected"] == {}
+    assert tag["accounting"]["kept"] == _stage(tag, "langid")["in"]
+
+
+def _stage(report: dict, name: str) -> dict:
+    return next(s for s in report["stages"] if s["stage"] == name)
 
 
 def test_existing_output_is_refused_unless_overwrite(tmp_path):
