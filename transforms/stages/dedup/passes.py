@@ -63,6 +63,20 @@ def _with_nulls(batch: pa.RecordBatch, names: tuple[str, ...]) -> pa.RecordBatch
     return append_columns(batch, fields, {f.name: pa.nulls(batch.num_rows, f.type) for f in fields})
 
 
+def _pack(batch: pa.RecordBatch) -> bytes:
+    """A batch waiting for its dedup decisions, as zstd-compressed Arrow IPC: every batch
+    waits in the runner's shuffle until all decisions exist, so its size is the
+    stage's memory on runners that keep shuffles in memory (the DirectRunner)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def _unpack(data: bytes) -> pa.RecordBatch:
+    return pa.ipc.open_stream(data).read_next_batch()
+
+
 class _Keyed(beam.DoFn):
     """Shared shape of the first pass of each part: count, key the batch, catch errors."""
 
@@ -81,7 +95,7 @@ class _Keyed(beam.DoFn):
             _count(DEAD_LETTER, batch.num_rows)
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter_rows(batch, e, Dedup.name, Dedup.dead_reason))
             return
-        yield _join_key(_batch_key(batch)), batch
+        yield _join_key(_batch_key(batch)), _pack(batch)
         for tag, value in side:
             yield beam.pvalue.TaggedOutput(tag, value)
 
@@ -123,7 +137,7 @@ class _ExactApply(beam.DoFn):
         _, joined = item
         decisions = list(joined["decisions"])
         d = pa.concat_tables(decisions).to_pydict() if decisions else None
-        for batch in joined["batch"]:
+        for batch in map(_unpack, joined["batch"]):
             n = batch.num_rows
             copies = np.ones(n, np.int32)
             verdicts: list = [None] * n
@@ -313,7 +327,7 @@ class _NearApply(beam.DoFn):
         _, joined = item
         labels = list(joined["labels"])
         d = pa.concat_tables(labels).to_pydict() if labels else None
-        for batch in joined["batch"]:
+        for batch in map(_unpack, joined["batch"]):
             n = batch.num_rows
             verdicts: list = [None] * n
             cluster: list = [None] * n

@@ -44,10 +44,10 @@ class Signer:
         self.cutoff = m.threshold if m.verify else 0.0  # the estimate is unbiased: its mean is the Jaccard
 
     def sign(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(signatures, band keys, has-shingles mask) of the texts."""
+        """(8-bit compact signatures, band keys, has-shingles mask) of the texts."""
         hashes, counts = text.shingles(text.normalize(texts, self.normalize), self.m.word_ngram, self.m.char_ngram)
         sig = minhash.signatures(hashes, counts, self.m.num_perm, self.m.seed)
-        return sig, minhash.band_keys(sig, self.bands, self.rows), counts > 0
+        return minhash.compact(sig), minhash.band_keys(sig, self.bands, self.rows), counts > 0
 
 
 class Dedup(Stage[DedupOptions]):
