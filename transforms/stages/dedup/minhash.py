@@ -13,6 +13,8 @@ band key with probability ``1 - (1 - J**r)**b`` (the S-curve).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import rensa
 
@@ -70,6 +72,7 @@ def candidate_probability(j: np.ndarray | float, bands: int, rows: int) -> np.nd
     return 1.0 - (1.0 - np.asarray(j, dtype=float) ** rows) ** bands
 
 
+@functools.cache
 def choose_bands(threshold: float, num_perm: int, recall: float = 0.98) -> tuple[int, int]:
     """Bands and rows (bands * rows <= num_perm) such that a pair exactly at
     ``threshold`` becomes a candidate with probability >= ``recall``, with the least

@@ -137,6 +137,7 @@ class _ExactApply(beam.DoFn):
         _, joined = item
         decisions = list(joined["decisions"])
         d = pa.concat_tables(decisions).to_pydict() if decisions else None
+        # one batch per key: inputs are de-duplicated paths and a batch's key is its first (source, line)
         for batch in map(_unpack, joined["batch"]):
             n = batch.num_rows
             copies = np.ones(n, np.int32)
