@@ -364,7 +364,15 @@ def _summary(report: dict, out: str) -> None:
 
         console.print("lexical distance of candidate source languages to the target lexicon:")
         console.print(format_distance_report(report["language_distances"]), markup=False)
-    console.print(f"load it: datasets.load_from_disk({str(out)!r}); report: {out}/report.json")
+    dedup = report.get("dedup")
+    if dedup:
+        near = dedup.get("near", {})
+        console.print(f"duplicates removed: {dedup['exact']['duplicates']} exact"
+                      + (f", {near['near_duplicates']} near ({near['clusters']} clusters)" if near else ""))
+    fmt = report.get("config", {}).get("output", {}).get("format", "arrow")
+    load = (f"datasets.load_dataset('parquet', data_dir={str(out)!r})" if fmt == "parquet"
+            else f"datasets.load_from_disk({str(out)!r})")
+    console.print(f"load it: {load}; report: {out}/report.json; card: {out}/README.md")
     if report.get("annotate") is not None:
         a = report["annotate"]
         console.print(f"LLM annotation: {a.get('requests', 0)} requests, {a.get('retries', 0)} retries, "

@@ -40,6 +40,10 @@ class OutputConfig(_Strict):
     partition_by: Literal["lang"] | None = None
     max_rows_per_shard: int = Field(200_000, ge=1)
     overwrite: bool = False
+    license: str = Field("other", description="the dataset card's license (a Hub licence id, e.g. cc-by-4.0)")
+    format: Literal["arrow", "parquet"] = Field(
+        "arrow", description="arrow: save_to_disk layout (load_from_disk); parquet: data/<split>-*.parquet "
+                             "(load_dataset('parquet', data_dir=DIR), the Hub's layout)")
 
     @field_validator("splits")
     @classmethod

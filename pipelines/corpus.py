@@ -18,8 +18,10 @@ from collections import Counter
 from importlib.metadata import version
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, StandardOptions, TestOptions
 
+from xlcorpus.pipelines.card import dataset_card
 from xlcorpus.pipelines.config import JobConfig
 from xlcorpus.pipelines.run import (  # noqa: F401  (AccountingError, OutputExistsError: part of this job's API)
     AccountingError,
@@ -62,10 +64,12 @@ def build_pipeline(p: beam.Pipeline, config: JobConfig, paths: list[str], tmp_di
 
     schema = dataset_schema([stage.fields for stage in stages])
     oc = config.output
-    side_specs, features = dataset_sink.accounting_outputs(tmp_dir, oc.max_rows_per_shard)
+    regrouped = any(stage.regroups for stage in stages)
+    side_specs, features = dataset_sink.accounting_outputs(tmp_dir, oc.max_rows_per_shard, shard_per_batch=regrouped)
     features[dataset_sink.DATASET] = output_features(schema).to_dict()
     specs = [dataset_sink.SinkSpec(dataset_sink.DATASET, tmp_dir, dataset_sink.hf_schema(schema, features["dataset"]),
-                                   oc.splits, oc.partition_by, oc.max_rows_per_shard), *side_specs]
+                                   oc.splits, oc.partition_by, oc.max_rows_per_shard, format=oc.format,
+                                   shard_per_batch=regrouped), *side_specs]
     outputs = {
         dataset_sink.DATASET: kept,
         dataset_sink.REJECTED: flatten_or_empty(p, "Rejected", rejected),
@@ -105,6 +109,8 @@ def run_corpus(config: JobConfig, beam_args: list[str] | None = None) -> dict:
     for stage in stages:
         if stage.report_counters:
             report[stage.name] = stage.counters_report(counters(result, f"xlcorpus.{stage.name}"))
+    dataset_sink.write_text(FileSystems.join(tmp_dir, "README.md"),
+                            dataset_card(report, config.output.license, config.output.format))
     return finish_run(tmp_dir, out, report)
 
 

@@ -52,7 +52,9 @@ class Stage(Generic[O]):
                     run instead of turning rows into dead letters;
       ``retry_rows`` when a batch raises, retry it row by row so one bad row cannot
                     sink its neighbours (False: the whole batch becomes dead letters);
-      ``report_counters`` copy the stage's Beam counters (``stats``) into the report.
+      ``report_counters`` copy the stage's Beam counters (``stats``) into the report;
+      ``regroups``  its ``transform`` shuffles batches, so the sink must not rely on
+                    their order.
 
     Instances are pickled with the pipeline, so ``__init__`` keeps only options;
     models are loaded in ``setup`` (once per worker process, through
@@ -67,6 +69,7 @@ class Stage(Generic[O]):
     retry_rows: ClassVar[bool] = True
     dead_field: ClassVar[str] = "text"  # the column dead-letter messages name
     report_counters: ClassVar[bool] = False  # copy its Beam counters into the report under its name
+    regroups: ClassVar[bool] = False  # its transform shuffles batches (they leave it in no fixed order)
 
     def __init__(self, options: O | None = None, **context):
         self.options: O = options if options is not None else self.Options()

@@ -1,10 +1,16 @@
-"""Dataset sink: the Hugging Face ``save_to_disk`` layout, written by the workers.
+"""Dataset sink: the Hugging Face ``save_to_disk`` layout (or Parquet), written by the workers.
 
 Workers stream their batches into Arrow IPC shards under a temporary directory
 (one open writer per partition/split/source file in a bundle, never the whole
 dataset in memory). A final step, fed only the small shard descriptions, gives the
 shards their ``data-00000-of-0000N.arrow`` names in a deterministic order and
 writes ``state.json``, ``dataset_info.json`` and ``dataset_dict.json``.
+
+With ``format="parquet"`` the dataset's shards are Parquet files named as
+``load_dataset("parquet", data_dir=DIR)`` and the Hub expect,
+``data/<split>-0000i-of-0000n.parquet``, with the features in the schema's
+``huggingface`` metadata (ClassLabel names included). ``_rejected/`` and
+``_dead_letter/`` stay Arrow datasets.
 
 Determinism: a shard holds rows of one source file in input order, and shards are
 ordered by (source, first line), so the same input and config give the same bytes
@@ -26,6 +32,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
@@ -33,6 +40,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 DATASET, REJECTED, DEAD_LETTER = "dataset", "rejected", "dead_letter"
+ARROW, PARQUET = "arrow", "parquet"  # shard formats
 MANIFEST = "_manifest.json"  # the finished sink's shard list, for the driver's report
 SUBDIR = {DATASET: "", REJECTED: "_rejected", DEAD_LETTER: "_dead_letter"}
 
@@ -67,14 +75,16 @@ def state_json(filenames: Sequence[str], split: str | None, fingerprint: str) ->
                        "_output_all_columns": False, "_split": split}, indent=2)
 
 
-def accounting_outputs(tmp_dir: str, max_rows_per_shard: int = 200_000) -> tuple[list[SinkSpec], dict[str, dict]]:
+def accounting_outputs(tmp_dir: str, max_rows_per_shard: int = 200_000, shard_per_batch: bool = False
+                       ) -> tuple[list[SinkSpec], dict[str, dict]]:
     """The ``_rejected/`` and ``_dead_letter/`` outputs every job writes beside its
     dataset: their sink specs and their features."""
     from xlcorpus.schemas import DEAD_LETTER_SCHEMA, REJECTED_SCHEMA, output_features
 
     features = {REJECTED: output_features(REJECTED_SCHEMA).to_dict(),
                 DEAD_LETTER: output_features(DEAD_LETTER_SCHEMA).to_dict()}
-    specs = [SinkSpec(kind, tmp_dir, hf_schema(schema, features[kind]), None, None, max_rows_per_shard)
+    specs = [SinkSpec(kind, tmp_dir, hf_schema(schema, features[kind]), None, None, max_rows_per_shard,
+                      shard_per_batch=shard_per_batch)
              for kind, schema in ((REJECTED, REJECTED_SCHEMA), (DEAD_LETTER, DEAD_LETTER_SCHEMA))]
     return specs, features
 
@@ -97,13 +107,21 @@ class SinkSpec:
     # when rows already belong to a split (e.g. a fine-tuning dataset made from a split
     # corpus); it is not written.
     split_column: str | None = None
+    format: str = ARROW  # or PARQUET
+    # True when a stage upstream regroups batches (dedup's shuffle): a bundle then holds
+    # a file's batches in no fixed order, so each batch becomes its own shard (named by
+    # its first line) and the bytes stay the same whatever the runner's parallelism.
+    shard_per_batch: bool = False
 
 
 class _Shard:
-    def __init__(self, path: str, schema: pa.Schema, meta: dict | None = None):
+    def __init__(self, path: str, schema: pa.Schema, meta: dict | None = None, format: str = ARROW):
         self.path, self.meta = path, meta or {}
-        self.file = FileSystems.create(path)
-        self.writer = pa.ipc.new_stream(self.file, schema)
+        self.file = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        # Parquet: one row group per batch written (bounded memory); zstd, no statistics
+        # that would vary with anything but the rows.
+        self.writer = (pq.ParquetWriter(self.file, schema, compression="zstd") if format == PARQUET
+                       else pa.ipc.new_stream(self.file, schema))
         self.rows = 0
         self.counts: Counter[str] = Counter()
 
@@ -141,6 +159,9 @@ class WriteShardsFn(beam.DoFn):
         tag = "" if self.spec.kind == DATASET else batch.column("stage")[0].as_py()
         for (part, split), rows in self._groups(batch):
             self._write(part, split, source, tag, rows)
+        if self.spec.shard_per_batch:
+            for key in list(self.open):
+                self._close(key)
 
     def _groups(self, batch: pa.RecordBatch):
         """(partition, split) -> rows of the batch."""
@@ -175,11 +196,11 @@ class WriteShardsFn(beam.DoFn):
         shard = self.open.get(key)
         if shard is None:
             first = rows.column("line")[0].as_py()
-            name = f"part-{_source_key(source)}-{tag or 'kept'}-{first if first is not None else 0:012d}.arrow"
+            name = f"part-{_source_key(source)}-{tag or 'kept'}-{first if first is not None else 0:012d}.{self.spec.format}"
             path = FileSystems.join(self.spec.tmp_dir, "_shards", self.spec.kind, part or "_", split or "_", name)
             shard = self.open[key] = _Shard(path, self.spec.schema, {
                 "kind": self.spec.kind, "partition": part, "split": split, "source": source, "tag": tag,
-                "first_line": first or 0, "path": path})
+                "first_line": first or 0, "path": path}, self.spec.format)
         shard.writer.write_batch(rows.cast(self.spec.schema) if rows.schema != self.spec.schema else rows)
         shard.rows += rows.num_rows
         if self.spec.kind == DATASET:
@@ -239,17 +260,22 @@ class FinalizeFn(beam.DoFn):
         for (kind, part, split), group in sorted(layout.items()):
             spec = next(s for s in self.specs if s.kind == kind)
             group.sort(key=lambda i: (i["source"], i["tag"], i["first_line"]))
-            directory = FileSystems.join(self.tmp_dir, *[p for p in (SUBDIR[kind], part, split) if p])
-            if not group:  # an empty split still needs one (empty) Arrow file to load
+            parquet = spec.format == PARQUET
+            directory = (FileSystems.join(self.tmp_dir, *[p for p in (part, "data") if p]) if parquet
+                         else FileSystems.join(self.tmp_dir, *[p for p in (SUBDIR[kind], part, split) if p]))
+            if not group:  # an empty split still needs one (empty) file to load
                 group = [self._empty_shard(spec, directory, part, split)]
             _ensure_dir(directory)
             filenames = []
             for n, info in enumerate(group):
-                name = f"data-{n:05d}-of-{len(group):05d}.arrow"
+                name = (f"{split or 'train'}-{n:05d}-of-{len(group):05d}.parquet" if parquet
+                        else f"data-{n:05d}-of-{len(group):05d}.arrow")
                 target = FileSystems.join(directory, name)
                 FileSystems.rename([info["path"]], [target]) if info["path"] != target else None
                 filenames.append(name)
                 written.append({**info, "path": posixpath.relpath(target, self.tmp_dir)})
+            if parquet:  # the files and their schema metadata are the whole dataset
+                continue
             fingerprint = hashlib.sha256(json.dumps(
                 [kind, part, split, [(i["source"], i["tag"], i["first_line"], i["rows"]) for i in group]]
             ).encode()).hexdigest()[:16]
@@ -258,7 +284,7 @@ class FinalizeFn(beam.DoFn):
             write_text(FileSystems.join(directory, "dataset_info.json"),
                              dataset_info_json(self.features[kind]))
         for spec in self.specs:
-            if spec.splits:
+            if spec.splits and spec.format == ARROW:
                 for part in sorted({p for (k, p, _s) in layout if k == spec.kind}):
                     directory = FileSystems.join(self.tmp_dir, *[p for p in (SUBDIR[spec.kind], part) if p])
                     write_text(FileSystems.join(directory, "dataset_dict.json"),
@@ -270,8 +296,9 @@ class FinalizeFn(beam.DoFn):
 
     @staticmethod
     def _empty_shard(spec: SinkSpec, directory: str, part: str, split: str) -> dict:
-        path = FileSystems.join(directory, "data-00000-of-00001.arrow")
-        shard = _Shard(path, spec.schema)
+        name = f"{split or 'train'}-00000-of-00001.parquet" if spec.format == PARQUET else "data-00000-of-00001.arrow"
+        path = FileSystems.join(directory, name)
+        shard = _Shard(path, spec.schema, format=spec.format)
         # One zero-row batch: a stream with no batch at all does not load in `datasets`.
         shard.writer.write_batch(pa.RecordBatch.from_pylist([], schema=spec.schema))
         shard.close()

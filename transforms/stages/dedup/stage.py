@@ -56,6 +56,7 @@ class Dedup(Stage[DedupOptions]):
     fields = DEDUP_FIELDS
     dead_reason = "dedup_error"
     report_counters = True
+    regroups = True  # the joins back to the batches shuffle them
 
     def check(self) -> None:
         if self.options.minhash.enabled:
