@@ -24,6 +24,7 @@ from collections import Counter
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from xlcorpus.pipelines.html_report import report_html
 from xlcorpus.transforms.stages import write as dataset_sink
 
 log = logging.getLogger(__name__)
@@ -132,10 +133,13 @@ def clean_stale_temporaries(out: str) -> list[str]:
 
 
 def finish_run(tmp_dir: str, out: str, report: dict) -> dict:
-    """Every job's last step: report.json into the run's temporary directory, then
+    """Every job's last step: report.json and report.html into the run's temporary directory, then
     publish it to ``out``, unless rows went missing (the run then fails and leaves
     its partial output for inspection)."""
     dataset_sink.write_text(FileSystems.join(tmp_dir, "report.json"), json.dumps(report, indent=2, ensure_ascii=False))
+    local = dataset_sink.is_local(tmp_dir)
+    dataset_sink.write_text(FileSystems.join(tmp_dir, "report.html"),
+                            report_html(tmp_dir.removeprefix("file://"), report, local=local))
     marker = FileSystems.join(tmp_dir, RUN_MARKER)
     if FileSystems.exists(marker):
         FileSystems.delete([marker])
