@@ -2,7 +2,7 @@
 
     xlcorpus run CONFIG.yaml [--input GLOB ...] [--output DIR] [--overwrite] [--set KEY=VALUE ...] [Beam options]
     xlcorpus demo [--output DIR] [--overwrite] [Beam options]
-    xlcorpus inspect DIR
+    xlcorpus inspect DIR [--sample N [--lang L]] [--rejected REASON] [--open]
     xlcorpus lexicon build --input GLOB --lang L --out FILE
     xlcorpus lexicon distance --target FILE LANG=FILE ...
     xlcorpus tokenizer train|fertility --input GLOB ...
@@ -51,8 +51,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set langid.keep=[mlt,swa] (value read as YAML)")
     demo.set_defaults(output_default="xlcorpus-demo")
-    inspect = sub.add_parser("inspect", help="summarise a written dataset")
+    inspect = sub.add_parser("inspect", help="summarise a written dataset, print its rows, open its report")
     inspect.add_argument("dir")
+    inspect.add_argument("--sample", type=int, default=0, metavar="N", help="print N kept rows (or N rejected)")
+    inspect.add_argument("--lang", help="with --sample: only rows of this language (ISO 639-3)")
+    inspect.add_argument("--rejected", metavar="REASON", help="print rejected rows of REASON (or STAGE:REASON)")
+    inspect.add_argument("--open", action="store_true", help="write DIR/report.html and open it in a browser")
     lexicon = sub.add_parser("lexicon", help="target-language lexicons for the lexical-distance filter")
     lex = lexicon.add_subparsers(dest="lexicon_command", required=True)
     build = lex.add_parser("build", allow_abbrev=False, help="word-frequency lexicon from a reference corpus")
@@ -156,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.command == "inspect":
-            return inspect_dataset(args.dir)
+            from xlcorpus.pipelines.inspect import inspect_output
+
+            return inspect_output(args.dir, args.sample, args.lang, args.rejected, args.open, Console())
         if args.command == "lexicon":
             return _lexicon(args)
         if args.command == "tokenizer":
@@ -385,38 +391,6 @@ def _summary(report: dict, out: str) -> None:
 def _reasons(counts: dict) -> str:
     total = sum(counts.values())
     return f"{total} ({', '.join(f'{k} {v}' for k, v in counts.items())})" if total else "0"
-
-
-def inspect_dataset(directory: str) -> int:
-    """Splits, rows, languages and columns of a written dataset, from its files."""
-    import pyarrow as pa
-
-    root = Path(directory)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{directory} is not a directory")
-    report = json.loads((root / "report.json").read_text()) if (root / "report.json").exists() else None
-    table = Table(title=f"dataset {directory}")
-    for col in ("dataset", "split", "rows", "shards"):
-        table.add_column(col)
-    columns: list[str] = []
-    for state in sorted(root.rglob("state.json")):
-        files_ = [f["filename"] for f in json.loads(state.read_text())["_data_files"]]
-        rows = 0
-        for name in files_:
-            with pa.memory_map(str(state.parent / name)) as source:
-                reader = pa.ipc.open_stream(source)
-                rows += sum(b.num_rows for b in reader)
-                columns = columns or (reader.schema.names if state.parent.name in ("train", root.name) else [])
-        rel = state.parent.relative_to(root)
-        table.add_row(str(rel.parent) if rel.parent != Path(".") else ".", rel.name, str(rows), str(len(files_)))
-    console.print(table)
-    if columns:
-        console.print(f"columns: {', '.join(columns)}")
-    if report:
-        a = report["accounting"]
-        console.print(f"in {a['in']} = kept {a['kept']} + rejected {a['rejected']} + dead-letter {a['dead_letter']}")
-        console.print("languages: " + ", ".join(f"{k} {v}" for k, v in report["languages"].items()))
-    return 0
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def test_parquet_has_the_arrow_rows_and_features_in_the_hub_layout(both):
     assert {f.split("-")[0] for f in files} == {"train", "validation", "test"}
     assert not list((root / "parquet").glob("*.arrow")) and not (root / "parquet" / "train").exists()
     arrow = datasets.load_from_disk(str(root / "arrow"))
-    parquet = datasets.load_dataset("parquet", data_dir=str(root / "parquet"))
+    parquet = datasets.load_dataset("parquet", data_dir=str(root / "parquet"), cache_dir=str(root / "hf-cache"))
     assert list(parquet) == ["train", "validation", "test"]
     for split in arrow:
         assert parquet[split].features == arrow[split].features
@@ -53,7 +53,8 @@ def test_parquet_keeps_class_label_names(tmp_path):
                                   "tag": datasets.ClassLabel(names=["O", "B-PER", "I-PER"])})
     schema = hf_schema(pa.schema([("id", pa.string()), ("tag", pa.int64())]), features.to_dict())
     pq.write_table(pa.table({"id": ["a"], "tag": [1]}, schema=schema), tmp_path / "train-00000-of-00001.parquet")
-    loaded = datasets.load_dataset("parquet", data_files=str(tmp_path / "*.parquet"))["train"]
+    loaded = datasets.load_dataset("parquet", data_files=str(tmp_path / "*.parquet"),
+                                   cache_dir=str(tmp_path / "hf-cache"))["train"]
     assert loaded.features["tag"].names == ["O", "B-PER", "I-PER"] and loaded[0]["tag"] == 1
 
 
@@ -77,7 +78,7 @@ def test_the_card_parses_and_its_configs_load(both):
         assert {"en", "mt", "sw", "yo", "zh", "ar"} <= set(card.data.language)
         assert card.data.size_categories == ["n<1K"] and card.data.task_categories == ["text-generation"]
         assert [f["split"] for f in card.data.configs[0]["data_files"]] == ["train", "validation", "test"]
-        loaded = datasets.load_dataset(str(root / fmt))  # through the card's `configs`
+        loaded = datasets.load_dataset(str(root / fmt), cache_dir=str(root / f"hf-cache-{fmt}"))  # via `configs`
         assert {s: d.num_rows for s, d in loaded.items()} == arrow_report["splits"]
         body = card.text
         assert "| dedup | 368 | 362 | duplicate 6 | 0 |" in body
@@ -88,3 +89,14 @@ def test_card_helpers():
     assert [size_category(n) for n in (0, 999, 1000, 54_321, 2 * 10**9)] == [
         "n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "1B<n<10B"]
     assert card_languages({"eng": 5, "mlt": 2, "zdj": 1, "zxx": 3, "und": 1}) == ["en", "mt", "zdj"]
+
+
+def test_inspect_reads_the_parquet_layout(both, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    from xlcorpus.pipelines.cli import main
+
+    root, _, parquet_report = both
+    assert main(["inspect", str(root / "parquet"), "--sample", "2", "--lang", "swa"]) == 0
+    text = capsys.readouterr().out
+    assert str(parquet_report["splits"]["train"]) in text and "row(s) of swa" in text and "swa-" in text
+

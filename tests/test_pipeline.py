@@ -75,7 +75,7 @@ def test_demo_report_balances_and_matches_rejected_and_dead_letter(demo_run):
     assert Counter(dead["reason"]) == Counter(stages[0]["dead_letter"])
     by_name = {s["stage"]: s for s in stages}
     assert by_name["lexfilter"]["rejected"]["lexically_distant"] > 0  # the demo's Swahili rows far from Comorian
-    assert by_name["dedup"]["rejected"] == {"duplicate": 6}  # the sample's planted copies (dup-*, boiler-*)
+    assert by_name["dedup"]["rejected"] == {"duplicate": 6}  # the sample's planted copies (*-copy, boiler-*)
     # the demo's broken tail: the reader dead-letters each line with its number
     assert {"invalid_json", "missing_text", "text_not_string", "not_an_object", "blank_line", "nul_byte"} <= set(
         dead["reason"])
@@ -199,11 +199,21 @@ def test_cli_broken_file_goes_to_dead_letter_and_exits_zero(tmp_path):
     assert report["accounting"] == {"in": 6, "kept": 2, "rejected": 0, "dead_letter": 4, "balanced": True}
 
 
-def test_cli_inspect_and_user_errors(demo_run, capsys):
+def test_cli_inspect_and_user_errors(demo_run, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # rich folds long cells at 80 columns without a terminal
     out, report = demo_run
     assert main(["inspect", str(out)]) == 0
-    text = capsys.readouterr().err
+    text = capsys.readouterr().out
     assert "train" in text and str(report["splits"]["train"]) in text and "lang_topk" in text
+    assert f"mlt {report['languages']['mlt']}" in text  # rows per language, from the data
+    assert main(["inspect", str(out), "--sample", "3", "--lang", "mlt"]) == 0
+    text = capsys.readouterr().out
+    assert "3 row(s) of mlt" in text and "mlt-" in text and "eng-" not in text
+    assert main(["inspect", str(out), "--rejected", "dedup:duplicate"]) == 0
+    text = capsys.readouterr().out
+    assert "6 row(s) rejected as dedup:duplicate" in text and "eng-01-copy" in text and '"kept":"eng-01"' in text
+    assert main(["inspect", str(out), "--rejected", "no_such_reason"]) == 1
+    assert "reasons: " in capsys.readouterr().out
     assert main(["run", "/nonexistent.yaml", "--output", "x"]) == 2
     assert "cannot read config" in capsys.readouterr().err
 
