@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set langid.keep=[mlt,swa] (value read as YAML)")
+        p.add_argument("--no-progress", action="store_true",
+                       help="no live progress table (it is shown only when stderr is a terminal)")
     demo.set_defaults(output_default="xlcorpus-demo")
     inspect = sub.add_parser("inspect", help="summarise a written dataset, print its rows, open its report")
     inspect.add_argument("dir")
@@ -294,7 +296,10 @@ def _run(args, beam_args: list[str]) -> int:
         config.output.path = args.output or args.output_default
     if args.overwrite:
         config.output.overwrite = True
-    with console.status(f"running {config.name} on Beam ({len(config.input.paths)} input pattern(s))..."):
+    if console.is_terminal and not args.no_progress:
+        console.print(f"running {config.name} on Beam ({len(config.input.paths)} input pattern(s))")
+        report = run_corpus(config, beam_args, progress=console)
+    else:
         report = run_corpus(config, beam_args)
     if report.get("dry_run"):
         console.print(f"dry run on {report['runner']}: {len(report['transforms'])} transforms built, nothing "

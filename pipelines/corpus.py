@@ -11,8 +11,11 @@ Every row leaves through exactly one door: the dataset, ``_rejected/`` or
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import shutil
+import tempfile
 import time
 from collections import Counter
 from importlib.metadata import version
@@ -37,6 +40,7 @@ from xlcorpus.schemas import dataset_schema, output_features
 from xlcorpus.transforms import registry
 from xlcorpus.transforms.core.accounting import DEAD_LETTER, KEPT, REJECTED
 from xlcorpus.transforms.core.beam import flatten_or_empty
+from xlcorpus.transforms.core.progress import LiveProgress
 from xlcorpus.transforms.core.stage import Stage
 from xlcorpus.transforms.stages import write as dataset_sink
 from xlcorpus.transforms.stages.read import documents as readers
@@ -79,8 +83,11 @@ def build_pipeline(p: beam.Pipeline, config: JobConfig, paths: list[str], tmp_di
     return outputs | "WriteDataset" >> dataset_sink.WriteDataset(tmp_dir, specs, features)
 
 
-def run_corpus(config: JobConfig, beam_args: list[str] | None = None) -> dict:
-    """Run the job to completion; returns the report (also written to DIR/report.json)."""
+def run_corpus(config: JobConfig, beam_args: list[str] | None = None, progress=None) -> dict:
+    """Run the job to completion; returns the report (also written to DIR/report.json).
+
+    ``progress``: a rich Console to show live rows and rows/s per stage on (local
+    runs only; None: no progress)."""
     options = pipeline_options(beam_args)
     # --dry_run builds and validates the job for its runner without running it (and
     # without touching the input or output storage): e.g. a Dataflow job spec, offline.
@@ -98,7 +105,7 @@ def run_corpus(config: JobConfig, beam_args: list[str] | None = None) -> dict:
     log.info("reading %d file(s) into %s", len(paths), out)
     p = beam.Pipeline(options=options)
     build_pipeline(p, config, paths, tmp_dir, stages)
-    with says_where_on_failure(tmp_dir):
+    with says_where_on_failure(tmp_dir), _progress(progress, tmp_dir, [stage.name for stage in stages]):
         result = p.run()
         result.wait_until_finish()
     finished = time.time()
@@ -112,6 +119,21 @@ def run_corpus(config: JobConfig, beam_args: list[str] | None = None) -> dict:
     dataset_sink.write_text(FileSystems.join(tmp_dir, "README.md"),
                             dataset_card(report, config.output.license, config.output.format))
     return finish_run(tmp_dir, out, report)
+
+
+@contextlib.contextmanager
+def _progress(console, tmp_dir: str, stages: list[str]):
+    """Live progress while the pipeline runs, from files the workers write in a
+    folder of their own (never inside the output)."""
+    if console is None or not dataset_sink.is_local(tmp_dir):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="xlcorpus-progress-")
+    try:
+        with LiveProgress(folder, stages, console):
+            yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def build_report(manifest: dict, config: JobConfig, stages: list[Stage], started: float, finished: float,

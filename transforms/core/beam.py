@@ -10,6 +10,7 @@ import pyarrow as pa
 from apache_beam.metrics import Metrics
 
 from xlcorpus.transforms.core.accounting import DEAD_LETTER, KEPT, REJECTED, dead_letter_rows
+from xlcorpus.transforms.core.progress import tick
 from xlcorpus.transforms.core.stage import Stage, StageResult
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class StageFn(beam.DoFn):
         stage = self.stage
         if self.count_in:
             self.counters["in"].inc(batch.num_rows)
+            tick(stage.name, "in", batch.num_rows)
         try:
             results = [self.call(batch, *side)]
         except stage.fatal:
@@ -81,6 +83,7 @@ class StageFn(beam.DoFn):
             if kept is not None and kept.num_rows:
                 if self.count_kept:
                     self.counters[KEPT].inc(kept.num_rows)
+                    tick(stage.name, KEPT, kept.num_rows)
                 yield kept
             if rejected is not None and rejected.num_rows:
                 self.counters[REJECTED].inc(rejected.num_rows)

@@ -26,6 +26,7 @@ from apache_beam.metrics import Metrics
 
 from xlcorpus.transforms.core.accounting import DEAD_LETTER, KEPT, REJECTED, append_columns, dead_letter_rows, split_rows
 from xlcorpus.transforms.core.beam import flatten_or_empty
+from xlcorpus.transforms.core.progress import tick
 from xlcorpus.transforms.stages.dedup import groups, text
 from xlcorpus.transforms.stages.dedup.stage import Dedup, Signer, cluster_id, size_bucket
 
@@ -36,6 +37,8 @@ NAMESPACE = "xlcorpus.dedup"
 def _count(name: str, value: int = 1) -> None:
     if value:
         Metrics.counter(NAMESPACE, name).inc(int(value))
+        if name in ("in", KEPT):
+            tick(Dedup.name, name, int(value))
 
 
 def _by_shard(nodes: np.ndarray, shards: int):

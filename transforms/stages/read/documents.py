@@ -26,6 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from xlcorpus.schemas import DEAD_LETTER_SCHEMA, DOCUMENT_SCHEMA
+from xlcorpus.transforms.core.progress import tick
 
 log = logging.getLogger(__name__)
 
@@ -354,6 +355,7 @@ class ReadFileFn(beam.DoFn):
         next_report = PROGRESS_EVERY
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             for tag, batch in read_file(f, path, self.opts, stats):
+                tick("read", "read", batch.num_rows)
                 yield batch if tag == DOCS else beam.pvalue.TaggedOutput(DEAD_LETTER, batch)
                 if stats.docs >= next_report:  # progress on long files
                     log.info("read %s: %d documents so far", path, stats.docs)
