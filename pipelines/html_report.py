@@ -75,7 +75,8 @@ def collect(root: str | Path) -> dict:
                 tokens = pc.list_flatten(batch.column("translit_tokens"))
                 if len(tokens):
                     origins.update(pc.fill_null(pc.struct_field(tokens, "origin"), "none").to_pylist())
-            shown = [c for c in ("id", "lang", "lang_score", "text", "translit_text", "method") if c in names]
+            shown = [c for c in ("id", "lang", "lang_score", "text", "translit_text", "method", "tokens")
+                     if c in names]
             for i, code in enumerate(lang):
                 if len(samples[code]) < SAMPLES:
                     samples[code].append({c: batch.column(c)[i].as_py() for c in shown})
@@ -165,6 +166,8 @@ def _table(header: list[str], rows: list[list]) -> str:
 # --- the page -----------------------------------------------------------------------------------
 def _accounting(report: dict) -> str:
     stages = report.get("stages") or []
+    if not stages and report.get("rows"):  # the fine-tuning job: rows written per split
+        return bar_chart("rows written per split", report["rows"])
     rows = []
     for s in stages:
         segs = [("kept", s["kept"], KEPT_COLOUR)]
