@@ -157,9 +157,13 @@ def histogram(title: str, counts: list[int]) -> str:
             f'<text x="{width - 8}" y="{height - 2}">1</text></svg></figure>')
 
 
+def _cell(value) -> str:
+    return _e(f"{value:.4f}" if isinstance(value, float) else value)
+
+
 def _table(header: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in r) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
