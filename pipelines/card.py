@@ -66,7 +66,7 @@ def dataset_card(report: dict, license: str, fmt: str) -> str:
         "tags": ["xlcorpus", "low-resource"],
     }
     acct = report["accounting"]
-    load = (f'datasets.load_dataset("parquet", data_dir="DIR")' if fmt == "parquet"
+    load = ('datasets.load_dataset("parquet", data_dir="DIR")' if fmt == "parquet"
             else 'datasets.load_from_disk("DIR")')
     lines = ["---", yaml.safe_dump(header, sort_keys=False, allow_unicode=True).strip(), "---", "",
              f"# {report['name']}", "",

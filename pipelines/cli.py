@@ -276,8 +276,6 @@ def _finetune(args, beam_args: list[str]) -> int:
 
 def _flatten(data: dict, prefix: str = ""):
     """{"a": {"b": 1}} -> ("a.b", json) pairs, for --set style overrides."""
-    import json
-
     for k, v in data.items():
         if isinstance(v, dict):
             yield from _flatten(v, f"{prefix}{k}.")
