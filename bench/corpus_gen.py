@@ -9,7 +9,8 @@ from pathlib import Path
 
 
 def demo_vocabulary() -> dict[str, list[str]]:
-    """Language -> the words of its demo-sample lines (noise and broken lines left out)."""
+    """Language -> the words of its demo-sample lines (noise, broken and the planted
+    duplicate lines left out, so the generated corpora stay what they were)."""
     from xlcorpus.pipelines.cli import demo_config_path
 
     by_lang: dict[str, list[str]] = {}
@@ -21,7 +22,7 @@ def demo_vocabulary() -> dict[str, list[str]]:
         if not isinstance(rec, dict) or not isinstance(rec.get("text"), str) or "-" not in str(rec.get("id")):
             continue
         lang = rec["id"].split("-")[0]
-        if lang not in ("noise", "broken"):
+        if lang not in ("noise", "broken", "boiler") and not rec["id"].endswith("-copy"):
             by_lang.setdefault(lang, []).extend(rec["text"].split())
     return by_lang
 
