@@ -43,15 +43,22 @@ def card_languages(languages: dict[str, int]) -> list[str]:
 
 
 def data_files(report: dict, fmt: str) -> list[dict]:
-    """``configs`` entries: one config per partition (or ``default``), a pattern per split."""
+    """``configs`` entries: one config per partition (or ``default``), a pattern per split
+    (Parquet: only the splits that have rows, as the files are)."""
     splits = list(report["config"]["output"]["splits"]) or ["train"]  # config order: train first
     parts = sorted(report["partitions"]) or [""]
+    rows: dict[tuple[str, str], int] = {}
+    for s in report["shards"]:
+        if s["kind"] == "dataset":
+            rows[(s["partition"] or "", s["split"])] = rows.get((s["partition"] or "", s["split"]), 0) + s["rows"]
 
     def pattern(part: str, split: str) -> str:
         prefix = f"{part}/" if part else ""
         return f"{prefix}data/{split}-*.parquet" if fmt == "parquet" else f"{prefix}{split}/data-*.arrow"
 
-    return [{"config_name": part or "default", "data_files": [{"split": s, "path": pattern(part, s)} for s in splits]}
+    return [{"config_name": part or "default",
+             "data_files": [{"split": s, "path": pattern(part, s)} for s in splits
+                            if fmt != "parquet" or rows.get((part, s), 0)]}
             for part in parts]
 
 

@@ -100,3 +100,17 @@ def test_inspect_reads_the_parquet_layout(both, capsys, monkeypatch):
     text = capsys.readouterr().out
     assert str(parquet_report["splits"]["train"]) in text and "row(s) of swa" in text and "swa-" in text
 
+
+
+def test_parquet_partitions_load_by_config_and_leave_empty_splits_out(tmp_path):
+    out = tmp_path / "parts"
+    report = _run(out, "parquet", **{"output.partition_by": "lang"})
+    card = DatasetCard.load(out / "README.md")
+    configs = {c["config_name"]: [f["split"] for f in c["data_files"]] for c in card.data.configs}
+    assert set(configs) == set(report["partitions"])
+    for lang in ("mlt", "swa", "eng"):
+        on_disk = sorted({p.name.split("-")[0] for p in (out / lang / "data").iterdir()})
+        assert sorted(configs[lang]) == on_disk  # a split without rows has no file and no entry
+        loaded = datasets.load_dataset(str(out), lang, cache_dir=str(tmp_path / f"hf-{lang}"))
+        assert sum(d.num_rows for d in loaded.values()) == report["partitions"][lang]
+        assert set(loaded) == set(on_disk)

@@ -9,8 +9,9 @@ writes ``state.json``, ``dataset_info.json`` and ``dataset_dict.json``.
 With ``format="parquet"`` the dataset's shards are Parquet files named as
 ``load_dataset("parquet", data_dir=DIR)`` and the Hub expect,
 ``data/<split>-0000i-of-0000n.parquet``, with the features in the schema's
-``huggingface`` metadata (ClassLabel names included). ``_rejected/`` and
-``_dead_letter/`` stay Arrow datasets.
+``huggingface`` metadata (ClassLabel names included); a split without rows has no
+file (the Hub's layout; `datasets` refuses an empty Parquet split). ``_rejected/``
+and ``_dead_letter/`` stay Arrow datasets.
 
 Determinism: a shard holds rows of one source file in input order, and shards are
 ordered by (source, first line), so the same input and config give the same bytes
@@ -263,7 +264,9 @@ class FinalizeFn(beam.DoFn):
             parquet = spec.format == PARQUET
             directory = (FileSystems.join(self.tmp_dir, *[p for p in (part, "data") if p]) if parquet
                          else FileSystems.join(self.tmp_dir, *[p for p in (SUBDIR[kind], part, split) if p]))
-            if not group:  # an empty split still needs one (empty) file to load
+            if not group and parquet:  # the Hub layout leaves an empty split out (`datasets` refuses one)
+                continue
+            if not group:  # an empty split still needs one (empty) Arrow file to load
                 group = [self._empty_shard(spec, directory, part, split)]
             _ensure_dir(directory)
             filenames = []
@@ -296,8 +299,7 @@ class FinalizeFn(beam.DoFn):
 
     @staticmethod
     def _empty_shard(spec: SinkSpec, directory: str, part: str, split: str) -> dict:
-        name = f"{split or 'train'}-00000-of-00001.parquet" if spec.format == PARQUET else "data-00000-of-00001.arrow"
-        path = FileSystems.join(directory, name)
+        path = FileSystems.join(directory, "data-00000-of-00001.arrow")
         shard = _Shard(path, spec.schema, format=spec.format)
         # One zero-row batch: a stream with no batch at all does not load in `datasets`.
         shard.writer.write_batch(pa.RecordBatch.from_pylist([], schema=spec.schema))
