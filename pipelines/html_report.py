@@ -44,53 +44,69 @@ def _files(root: Path, rejected: bool) -> list[Path]:
                   if not any(part.startswith("_") for part in p.relative_to(root).parts))
 
 
-def collect(root: str | Path) -> dict:
-    """Counts, histograms and samples from the output folder ``root``."""
+MAX_ROWS = 1_000_000  # rows read for the data charts: the driver must not reread a huge output
+
+
+def collect(root: str | Path, max_rows: int = MAX_ROWS) -> dict:
+    """Counts, histograms and samples from the output folder ``root``, over its first
+    ``max_rows`` kept rows (and as many rejected rows)."""
     root = Path(root)
+    seen = 0
     chars: Counter = Counter()
     scripts: Counter = Counter()
     policies: Counter = Counter()
     origins: Counter = Counter()
     histograms: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(BINS, np.int64))
     samples: dict[str, list[dict]] = defaultdict(list)
-    for path in _files(root, rejected=False):
-        for batch in _batches(path):
-            names = batch.schema.names
-            lang = (pc.fill_null(batch.column("lang"), "und") if "lang" in names
-                    else pa.array(["all"] * batch.num_rows)).to_pylist()
-            if "text" in names:
-                for code, n in zip(lang, pc.utf8_length(pc.fill_null(batch.column("text"), "")).to_pylist()):
-                    chars[code] += n
-            if "lang_score" in names:
-                score = pc.fill_null(batch.column("lang_score"), 0.0).to_numpy(zero_copy_only=False)
-                bins = np.clip((score * BINS).astype(np.int64), 0, BINS - 1)
-                codes, which = np.unique(np.asarray(lang, dtype=object), return_inverse=True)
-                counts = np.bincount(which * BINS + bins, minlength=len(codes) * BINS).reshape(len(codes), BINS)
-                for code, row in zip(codes.tolist(), counts):
-                    histograms[code] += row
-            if "script" in names:
-                scripts.update(pc.fill_null(batch.column("script"), "none").to_pylist())
-            if "translit_policy" in names:
-                policies.update(pc.fill_null(batch.column("translit_policy"), "none").to_pylist())
-                tokens = pc.list_flatten(batch.column("translit_tokens"))
-                if len(tokens):
-                    origins.update(pc.fill_null(pc.struct_field(tokens, "origin"), "none").to_pylist())
-            shown = [c for c in ("id", "lang", "lang_score", "text", "translit_text", "method", "tokens")
-                     if c in names]
-            for i, code in enumerate(lang):
-                if len(samples[code]) < SAMPLES:
-                    samples[code].append({c: batch.column(c)[i].as_py() for c in shown})
+    for batch in _capped(_files(root, rejected=False), max_rows):
+        seen += batch.num_rows
+        names = batch.schema.names
+        lang = (pc.fill_null(batch.column("lang"), "und") if "lang" in names
+                else pa.array(["all"] * batch.num_rows)).to_pylist()
+        if "text" in names:
+            for code, n in zip(lang, pc.utf8_length(pc.fill_null(batch.column("text"), "")).to_pylist()):
+                chars[code] += n
+        if "lang_score" in names:
+            score = pc.fill_null(batch.column("lang_score"), 0.0).to_numpy(zero_copy_only=False)
+            bins = np.clip((score * BINS).astype(np.int64), 0, BINS - 1)
+            codes, which = np.unique(np.asarray(lang, dtype=object), return_inverse=True)
+            counts = np.bincount(which * BINS + bins, minlength=len(codes) * BINS).reshape(len(codes), BINS)
+            for code, row in zip(codes.tolist(), counts):
+                histograms[code] += row
+        if "script" in names:
+            scripts.update(pc.fill_null(batch.column("script"), "none").to_pylist())
+        if "translit_policy" in names:
+            policies.update(pc.fill_null(batch.column("translit_policy"), "none").to_pylist())
+            tokens = pc.list_flatten(batch.column("translit_tokens"))
+            if len(tokens):
+                origins.update(pc.fill_null(pc.struct_field(tokens, "origin"), "none").to_pylist())
+        shown = [c for c in ("id", "lang", "lang_score", "text", "translit_text", "method", "tokens")
+                 if c in names]
+        for i, code in enumerate(lang):
+            if len(samples[code]) < SAMPLES:
+                samples[code].append({c: batch.column(c)[i].as_py() for c in shown})
     rejected: dict[str, list[dict]] = defaultdict(list)
-    for path in _files(root, rejected=True):
-        for batch in _batches(path):
-            rows = batch.select(["stage", "reason", "id", "text", "detail"]).to_pylist()
-            for row in rows:
-                key = f"{row['stage']}: {row['reason']}"
-                if len(rejected[key]) < SAMPLES:
-                    rejected[key].append(row)
+    for batch in _capped(_files(root, rejected=True), max_rows):
+        rows = batch.select(["stage", "reason", "id", "text", "detail"]).to_pylist()
+        for row in rows:
+            key = f"{row['stage']}: {row['reason']}"
+            if len(rejected[key]) < SAMPLES:
+                rejected[key].append(row)
     return {"chars": dict(chars), "scripts": dict(scripts.most_common()), "policies": dict(policies.most_common()),
             "origins": dict(origins.most_common()), "lid_histograms": {k: v.tolist() for k, v in histograms.items()},
-            "samples": dict(samples), "rejected_samples": dict(sorted(rejected.items()))}
+            "samples": dict(samples), "rejected_samples": dict(sorted(rejected.items())), "rows_read": seen}
+
+
+def _capped(paths: list[Path], max_rows: int):
+    """The batches of ``paths``, stopping once ``max_rows`` rows have been given."""
+    given = 0
+    for path in paths:
+        for batch in _batches(path):
+            if given >= max_rows:
+                return
+            batch = batch.slice(0, max_rows - given)
+            given += batch.num_rows
+            yield batch
 
 
 # --- SVG ------------------------------------------------------------------------------------
@@ -196,8 +212,12 @@ def _languages(report: dict, data: dict) -> str:
 def render(report: dict, data: dict) -> str:
     name = report.get("name") or report.get("task") or "xlcorpus"
     acct = report["accounting"]
+    read = data.get("rows_read", 0)
+    kept = acct.get("kept", read)
+    sampled = (f"<p>Charts from the data cover the first {read:,} of {kept:,} kept rows.</p>"
+               if isinstance(kept, int) and read < kept else "")
     parts = [f"<h1>{_e(name)}</h1><p>xlcorpus {_e(report.get('xlcorpus_version', ''))}; "
-             + "; ".join(f"{_e(k)} {_e(v)}" for k, v in acct.items()) + "</p>",
+             + "; ".join(f"{_e(k)} {_e(v)}" for k, v in acct.items()) + "</p>" + sampled,
              f"<section><h2>Accounting</h2>{_accounting(report)}</section>", _languages(report, data)]
     if data["lid_histograms"]:
         top = sorted(data["lid_histograms"], key=lambda k: -sum(data["lid_histograms"][k]))[:24]
@@ -262,7 +282,7 @@ table {{ border-collapse: collapse; margin: 0.5em 0; }} td, th {{ border: 1px so
 
 
 EMPTY = {"chars": {}, "scripts": {}, "policies": {}, "origins": {}, "lid_histograms": {}, "samples": {},
-         "rejected_samples": {}}
+         "rejected_samples": {}, "rows_read": 0}
 
 
 def report_html(root: str, report: dict, local: bool = True) -> str:

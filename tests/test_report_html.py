@@ -96,3 +96,13 @@ def test_a_real_browser_renders_the_charts_without_errors(demo_report, tmp_path)
     console = [line for line in (run.stderr + dom.stderr).splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert console == [], console
     json.loads((out / "report.json").read_text())  # the page sits beside the report it shows
+
+
+def test_data_charts_read_a_bounded_number_of_rows(demo_report):
+    from xlcorpus.pipelines.html_report import collect
+
+    out, report = demo_report
+    data = collect(out, max_rows=50)
+    assert data["rows_read"] == 50 and sum(data["scripts"].values()) == 50
+    assert "cover the first 50 of" in render(report, data)
+    assert collect(out)["rows_read"] == report["accounting"]["kept"]
