@@ -5,28 +5,19 @@ rejected."""
 from __future__ import annotations
 
 import apache_beam as beam
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from xlcorpus.transforms.core.accounting import DEAD_LETTER, KEPT, REJECTED, append_columns
-from xlcorpus.transforms.stages.dedup import groups, text
-from xlcorpus.transforms.stages.dedup.keyed import Keyed, batch_key, by_shard, count, join_key, split, unpack
-from xlcorpus.transforms.stages.dedup.stage import Dedup, size_bucket
+from xlcorpus.transforms.stages.dedup import groups
+from xlcorpus.transforms.stages.dedup.keyed import Keyed, by_shard, count, joined, per_batch, split
+from xlcorpus.transforms.stages.dedup.stage import Dedup, apply_exact, exact_keys, size_bucket
 
 
 class _ExactKeys(Keyed):
-    def side_outputs(self, batch):
+    def side_outputs(self, batch, key):
         o = self.stage.options
-        normalized = text.normalize(batch.column("text"), o.normalize)
-        rows = np.flatnonzero(pc.greater(pc.utf8_length(normalized), 0).to_numpy(zero_copy_only=False))
-        take = pa.array(rows)
-        hashes = text.text_hashes(normalized.take(take))
-        keys = pa.table({"hash": hashes, "id": batch.column("id").take(take),
-                         "source": batch.column("source").take(take), "line": batch.column("line").take(take),
-                         "batch": np.full(len(rows), batch_key(batch), np.uint64), "row": rows.astype(np.int32)},
-                        schema=groups.EXACT_KEYS)
-        for shard, part in by_shard(hashes, o.shards):
+        keys = exact_keys(batch, o.normalize, key)
+        for shard, part in by_shard(keys.column("hash").to_numpy(), o.shards):
             yield "keys", (shard, keys.take(pa.array(part)))
 
 
@@ -38,9 +29,7 @@ def _exact_decide(item):
     count("exact_groups", int((~dup).sum()))
     for copies in d.column("copies").to_numpy()[~dup]:
         count(f"exact_size.{size_bucket(int(copies))}")
-    batches = d.column("batch").to_numpy()
-    for b in np.unique(batches):
-        yield join_key(b), d.filter(pa.array(batches == b))
+    yield from per_batch(d, d.column("batch").to_numpy())
 
 
 class _ExactApply(beam.DoFn):
@@ -48,20 +37,9 @@ class _ExactApply(beam.DoFn):
         self.count_kept = count_kept
 
     def process(self, item):
-        _, joined = item
-        decisions = list(joined["decisions"])
-        d = pa.concat_tables(decisions).to_pydict() if decisions else None
-        # one batch per key: inputs are de-duplicated paths and a batch's key is its first (source, line)
-        for batch in map(unpack, joined["batch"]):
-            n = batch.num_rows
-            copies = np.ones(n, np.int32)
-            verdicts: list = [None] * n
-            if d is not None:
-                for row, c, kid, ks, kl, dup in zip(d["row"], d["copies"], d["kept_id"], d["kept_source"],
-                                                     d["kept_line"], d["duplicate"]):
-                    copies[row] = c
-                    if dup:
-                        verdicts[row] = ("duplicate", {"kept": kid, "kept_source": ks, "kept_line": kl, "copies": c})
+        for batch, decisions in joined(item, "decisions"):
+            verdicts: list = [None] * batch.num_rows
+            copies = apply_exact(decisions, verdicts)
             tagged = append_columns(batch, Dedup.fields[:1], {"dup_copies": pa.array(copies)})
             yield from split(batch, tagged, verdicts, self.count_kept)
 

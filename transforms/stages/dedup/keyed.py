@@ -77,16 +77,35 @@ class Keyed(beam.DoFn):
             count("in", batch.num_rows)
         if batch.num_rows == 0:
             return
+        key = batch_key(batch)
         try:
-            side = list(self.side_outputs(batch))
+            side = list(self.side_outputs(batch, key))
         except Exception as e:  # one malformed batch must not fail the run: its rows become dead letters
             log.exception("dedup failed on a batch of %d rows", batch.num_rows)
             count(DEAD_LETTER, batch.num_rows)
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter_rows(batch, e, Dedup.name, Dedup.dead_reason))
             return
-        yield join_key(batch_key(batch)), pack(batch)
+        yield join_key(key), pack(batch)
         for tag, value in side:
             yield beam.pvalue.TaggedOutput(tag, value)
+
+
+def per_batch(table: pa.Table, batches: np.ndarray):
+    """(join key, rows of ``table`` for that batch) for each batch in ``batches`` (the
+    batch key of each row of ``table``)."""
+    for b in np.unique(batches):
+        yield join_key(b), table.filter(pa.array(batches == b))
+
+
+def joined(item, tag: str):
+    """The batches of one CoGroupByKey result, each with the rows of ``tag`` routed to
+    it, as a dict of columns (None: nothing for it). One batch per key in practice:
+    inputs are de-duplicated paths and a batch's key is its first (source, line)."""
+    _, by_tag = item
+    tables = list(by_tag[tag])
+    routed = pa.concat_tables(tables).to_pydict() if tables else None
+    for batch in map(unpack, by_tag["batch"]):
+        yield batch, routed
 
 
 def split(batch, tagged, verdicts, count_kept: bool):

@@ -12,21 +12,20 @@ import pyarrow as pa
 
 from xlcorpus.transforms.core.accounting import DEAD_LETTER, KEPT, REJECTED, append_columns
 from xlcorpus.transforms.stages.dedup import groups, text
-from xlcorpus.transforms.stages.dedup.keyed import Keyed, batch_key, by_shard, count, join_key, split, unpack
-from xlcorpus.transforms.stages.dedup.stage import Dedup, Signer, cluster_id, size_bucket
+from xlcorpus.transforms.stages.dedup.keyed import Keyed, by_shard, count, joined, per_batch, split
+from xlcorpus.transforms.stages.dedup.stage import Dedup, Signer, apply_near, size_bucket
 
 
 class _Sign(Keyed):
     def setup(self):
         self.signer = Signer(self.stage.options)
 
-    def side_outputs(self, batch):
+    def side_outputs(self, batch, key):
         shards = self.stage.options.shards
         sig, bands, has = self.signer.sign(batch.column("text"))
         rows = np.flatnonzero(has)
         nodes = text.row_keys(batch.take(pa.array(rows)))
         sig, bands = sig[rows], bands[rows]
-        key = batch_key(batch)
         for shard, part in by_shard(nodes, shards):  # signatures and where each node lives
             yield "sigs", (shard, ("sig", nodes[part], sig[part]))
             yield "directory", (shard, ("dir", nodes[part], np.full(len(part), key, np.uint64),
@@ -155,30 +154,14 @@ def _labels_per_batch(item):
     batch_of = np.concatenate([b for _, b, _ in dirs])[order]
     row_of = np.concatenate([r for _, _, r in dirs])[order]
     at = np.searchsorted(nodes, table.column("node").to_numpy())
-    batches = batch_of[at]
-    table = table.append_column("row", pa.array(row_of[at]))
-    for b in np.unique(batches):
-        yield join_key(b), table.filter(pa.array(batches == b))
+    yield from per_batch(table.append_column("row", pa.array(row_of[at])), batch_of[at])
 
 
 class _NearApply(beam.DoFn):
     def process(self, item):
-        _, joined = item
-        labels = list(joined["labels"])
-        d = pa.concat_tables(labels).to_pydict() if labels else None
-        for batch in map(unpack, joined["batch"]):
-            n = batch.num_rows
-            verdicts: list = [None] * n
-            cluster: list = [None] * n
-            size: list = [None] * n
-            if d is not None:
-                for row, c, s, root in zip(d["row"], d["cluster"], d["size"], d["root"]):
-                    if root:
-                        cluster[row], size[row] = cluster_id(c), s
-                    else:
-                        verdicts[row] = ("near_duplicate", {"cluster": cluster_id(c)})
-            tagged = append_columns(batch, Dedup.fields[1:], {"dup_cluster": pa.array(cluster, pa.string()),
-                                                             "dup_cluster_size": pa.array(size, pa.int32())})
+        for batch, labels in joined(item, "labels"):
+            verdicts: list = [None] * batch.num_rows
+            tagged = append_columns(batch, Dedup.fields[1:], apply_near(labels, verdicts))
             yield from split(batch, tagged, verdicts, True)
 
 

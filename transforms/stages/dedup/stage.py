@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from xlcorpus.schemas import DEDUP_FIELDS
 from xlcorpus.transforms.core.accounting import append_columns, split_rows
 from xlcorpus.transforms.core.stage import Stage, StageResult
 from xlcorpus.transforms.stages.dedup import groups, minhash, text
-from xlcorpus.transforms.stages.dedup.options import DedupOptions, MinHashOptions
+from xlcorpus.transforms.stages.dedup.options import DedupOptions, MinHashOptions, NormalizeOptions
 
 SIZE_BUCKETS = (2, 3, 5, 9, 17, 33, 65, 129)  # cluster-size histogram: [2], [3-4], [5-8], ...
 
@@ -32,6 +33,46 @@ def size_bucket(size: int) -> str:
 
 def cluster_id(root: int) -> str:
     return f"{root:016x}"
+
+
+def exact_keys(batch: pa.RecordBatch, normalize: NormalizeOptions, key: int) -> pa.Table:
+    """The rows of ``batch`` whose text normalises to something, with their text hash,
+    identity, batch ``key`` and row (``groups.EXACT_KEYS``): what exact dedup groups."""
+    normalized = text.normalize(batch.column("text"), normalize)
+    take = pa.array(np.flatnonzero(pc.greater(pc.utf8_length(normalized), 0).to_numpy(zero_copy_only=False)))
+    return pa.table({"hash": text.text_hashes(normalized.take(take)), "id": batch.column("id").take(take),
+                     "source": batch.column("source").take(take), "line": batch.column("line").take(take),
+                     "batch": np.full(len(take), key, np.uint64), "row": take.cast(pa.int32())},
+                    schema=groups.EXACT_KEYS)
+
+
+def apply_exact(decisions: dict | None, verdicts: list) -> np.ndarray:
+    """``dup_copies`` of a batch from its exact decisions (``groups.EXACT_DECISIONS`` as
+    a dict of columns); duplicates get their verdict in ``verdicts``."""
+    copies = np.ones(len(verdicts), np.int32)
+    if decisions is not None:
+        d = decisions
+        for row, c, kid, ks, kl, dup in zip(d["row"], d["copies"], d["kept_id"], d["kept_source"], d["kept_line"],
+                                             d["duplicate"]):
+            copies[row] = c
+            if dup:
+                verdicts[row] = ("duplicate", {"kept": kid, "kept_source": ks, "kept_line": kl, "copies": c})
+    return copies
+
+
+def apply_near(labels: dict | None, verdicts: list) -> dict[str, pa.Array]:
+    """``dup_cluster`` / ``dup_cluster_size`` of a batch from its cluster labels (row,
+    cluster, size, root); cluster members other than the kept root get their verdict."""
+    n = len(verdicts)
+    cluster: list[str | None] = [None] * n
+    size: list[int | None] = [None] * n
+    if labels is not None:
+        for row, c, s, root in zip(labels["row"], labels["cluster"], labels["size"], labels["root"]):
+            if root:
+                cluster[row], size[row] = cluster_id(c), s
+            else:
+                verdicts[row] = ("near_duplicate", {"cluster": cluster_id(c)})
+    return {"dup_cluster": pa.array(cluster, pa.string()), "dup_cluster_size": pa.array(size, pa.int32())}
 
 
 class Signer:
@@ -72,24 +113,10 @@ class Dedup(Stage[DedupOptions]):
         """Dedup within one batch with the same steps the Beam passes run per shard."""
         o, n = self.options, batch.num_rows
         verdicts: list[tuple[str, dict] | None] = [None] * n
-        copies = np.ones(n, np.int32)
+        copies = None
         if o.exact.enabled:
-            normalized = text.normalize(batch.column("text"), o.normalize)
-            keep = np.flatnonzero(np.asarray([len(t) > 0 for t in normalized.to_pylist()], bool))
-            keys = pa.table({"hash": text.text_hashes(normalized.take(pa.array(keep))),
-                             "id": batch.column("id").take(pa.array(keep)),
-                             "source": batch.column("source").take(pa.array(keep)),
-                             "line": batch.column("line").take(pa.array(keep)),
-                             "batch": np.zeros(len(keep), np.uint64), "row": keep.astype(np.int32)},
-                            schema=groups.EXACT_KEYS)
-            d = groups.exact_decisions(keys).to_pydict()
-            for row, c, kid, ks, kl, dup in zip(d["row"], d["copies"], d["kept_id"], d["kept_source"],
-                                                 d["kept_line"], d["duplicate"]):
-                copies[row] = c
-                if dup:
-                    verdicts[row] = ("duplicate", {"kept": kid, "kept_source": ks, "kept_line": kl, "copies": c})
-        cluster: list[str | None] = [None] * n
-        size: list[int | None] = [None] * n
+            copies = apply_exact(groups.exact_decisions(exact_keys(batch, o.normalize, 0)).to_pydict(), verdicts)
+        labels = None
         if o.minhash.enabled:
             live = np.flatnonzero([v is None for v in verdicts])
             signer = Signer(o)
@@ -97,22 +124,15 @@ class Dedup(Stage[DedupOptions]):
             live, sig, bands = live[has], sig[has], bands[has]
             nodes = text.row_keys(batch.take(pa.array(live)))
             edges = groups.candidate_edges(bands.ravel(), np.repeat(nodes, bands.shape[1]))
-            at = {int(k): i for i, k in enumerate(nodes)}
-            ia = np.array([at[int(k)] for k in edges[:, 0]], np.int64)
-            ib = np.array([at[int(k)] for k in edges[:, 1]], np.int64)
+            order = np.argsort(nodes)
+            ia, ib = (order[np.searchsorted(nodes, edges[:, i], sorter=order)] for i in (0, 1))
             edges, _ = groups.verified(edges, sig[ia], sig[ib], signer.cutoff)
             if len(edges):
-                t = groups.components(edges).to_pydict()
-                for node, c, s, root in zip(t["node"], t["cluster"], t["size"], t["root"]):
-                    row = int(live[at[int(node)]])
-                    cluster[row] = cluster_id(c)
-                    if root:
-                        size[row] = s
-                    else:
-                        verdicts[row] = ("near_duplicate", {"cluster": cluster_id(c)})
-        columns = {"dup_copies": pa.array(copies if o.exact.enabled else [None] * n, pa.int32()),
-                   "dup_cluster": pa.array([c if s else None for c, s in zip(cluster, size)], pa.string()),
-                   "dup_cluster_size": pa.array(size, pa.int32())}
+                t = groups.components(edges)
+                at = order[np.searchsorted(nodes, t.column("node").to_numpy(), sorter=order)]
+                labels = t.append_column("row", pa.array(live[at])).to_pydict()
+        columns = {"dup_copies": pa.array(copies, pa.int32()) if copies is not None else pa.nulls(n, pa.int32()),
+                   **apply_near(labels, verdicts)}
         kept, rejected = split_rows(batch, append_columns(batch, self.fields, columns), verdicts, self.name)
         return StageResult(kept, rejected)
 
