@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import datasets
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
@@ -98,16 +99,20 @@ def _rejected(root: Path, reason: str, limit: int, console: Console) -> int:
     path = root / "_rejected"
     if not path.exists():
         raise FileNotFoundError(f"{root} has no _rejected/ folder")
-    table = datasets.load_from_disk(str(path))
+    table = datasets.load_from_disk(str(path)).data.table  # Arrow: filter without a dict per row
     stage, _, why = reason.rpartition(":")
-    rows = [r for r in table.to_list() if r["reason"] == why and (not stage or r["stage"] == stage)]
-    reasons = Counter(f"{r}:{w}" for r, w in zip(table["stage"], table["reason"]))
+    match = pc.equal(table.column("reason"), why)
+    if stage:
+        match = pc.and_(match, pc.equal(table.column("stage"), stage))
+    chosen = table.filter(match)
+    rows = chosen.slice(0, limit).to_pylist()
+    reasons = Counter(f"{r}:{w}" for r, w in zip(table.column("stage").to_pylist(), table.column("reason").to_pylist()))
     if not rows:
         console.print(f"no rejected row with reason {reason!r}; reasons: "
                       + ", ".join(f"{k} {v}" for k, v in reasons.most_common()), markup=False)
         return 1
-    console.print(_rows_table(f"{len(rows)} row(s) rejected as {reason} (showing {min(limit, len(rows))})",
-                              rows[:limit], ["stage", "reason", "id", "source", "line", "text", "detail"]))
+    console.print(_rows_table(f"{chosen.num_rows} row(s) rejected as {reason} (showing {len(rows)})", rows,
+                              ["stage", "reason", "id", "source", "line", "text", "detail"]))
     return 0
 
 
