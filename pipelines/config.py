@@ -40,6 +40,9 @@ class OutputConfig(_Strict):
     partition_by: Literal["lang"] | None = None
     max_rows_per_shard: int = Field(200_000, ge=1)
     overwrite: bool = False
+    mode: Literal["overwrite", "incremental"] = Field(
+        "overwrite", description="overwrite: every run processes every input file; incremental: only files "
+                                 "that are new or changed since the output's last run (see pipelines/incremental.py)")
     license: str = Field("other", description="the dataset card's license (a Hub licence id, e.g. cc-by-4.0)")
     format: Literal["arrow", "parquet"] = Field(
         "arrow", description="arrow: save_to_disk layout (load_from_disk); parquet: data/<split>-*.parquet "

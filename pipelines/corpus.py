@@ -24,6 +24,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, StandardOptions, TestOptions
 
+from xlcorpus.pipelines import incremental
 from xlcorpus.pipelines.card import dataset_card
 from xlcorpus.pipelines.config import JobConfig
 from xlcorpus.pipelines.run import (  # noqa: F401  (AccountingError, OutputExistsError: part of this job's API)
@@ -53,6 +54,25 @@ def build_stages(config: JobConfig) -> list[Stage]:
     return [registry.stage_class(name)(getattr(config, name)) for name in config.stage_names()]
 
 
+def sink_specs(config: JobConfig, stages: list[Stage], tmp_dir: str
+               ) -> tuple[list[dataset_sink.SinkSpec], dict[str, dict]]:
+    """What the sink writes: the dataset (columns of every stage) and the accounting outputs."""
+    schema = dataset_schema([stage.fields for stage in stages])
+    oc = config.output
+    regrouped = any(stage.regroups for stage in stages)
+    side_specs, features = dataset_sink.accounting_outputs(tmp_dir, oc.max_rows_per_shard, shard_per_batch=regrouped)
+    features[dataset_sink.DATASET] = output_features(schema).to_dict()
+    specs = [dataset_sink.SinkSpec(dataset_sink.DATASET, tmp_dir, dataset_sink.hf_schema(schema, features["dataset"]),
+                                   oc.splits, oc.partition_by, oc.max_rows_per_shard, format=oc.format,
+                                   shard_per_batch=regrouped), *side_specs]
+    return specs, features
+
+
+def finalizer(config: JobConfig, stages: list[Stage], tmp_dir: str) -> dataset_sink.FinalizeFn:
+    specs, features = sink_specs(config, stages, tmp_dir)
+    return dataset_sink.FinalizeFn(tmp_dir, specs, features, list(config.output.splits or []))
+
+
 def build_pipeline(p: beam.Pipeline, config: JobConfig, paths: list[str], tmp_dir: str, stages: list[Stage]):
     """Compose read -> stages -> write on ``p``; returns the PCollection holding the sink manifest."""
     ic = config.input
@@ -66,14 +86,7 @@ def build_pipeline(p: beam.Pipeline, config: JobConfig, paths: list[str], tmp_di
         rejected.append(out[REJECTED])
         dead.append(out[DEAD_LETTER])
 
-    schema = dataset_schema([stage.fields for stage in stages])
-    oc = config.output
-    regrouped = any(stage.regroups for stage in stages)
-    side_specs, features = dataset_sink.accounting_outputs(tmp_dir, oc.max_rows_per_shard, shard_per_batch=regrouped)
-    features[dataset_sink.DATASET] = output_features(schema).to_dict()
-    specs = [dataset_sink.SinkSpec(dataset_sink.DATASET, tmp_dir, dataset_sink.hf_schema(schema, features["dataset"]),
-                                   oc.splits, oc.partition_by, oc.max_rows_per_shard, format=oc.format,
-                                   shard_per_batch=regrouped), *side_specs]
+    specs, features = sink_specs(config, stages, tmp_dir)
     outputs = {
         dataset_sink.DATASET: kept,
         dataset_sink.REJECTED: flatten_or_empty(p, "Rejected", rejected),
@@ -87,12 +100,16 @@ def run_corpus(config: JobConfig, beam_args: list[str] | None = None, progress=N
     """Run the job to completion; returns the report (also written to DIR/report.json).
 
     ``progress``: a rich Console to show live rows and rows/s per stage on (local
-    runs only; None: no progress)."""
+    runs only; None: no progress). With ``output.mode: incremental`` only new and
+    changed input files are processed (``pipelines/incremental.py``); when there are
+    none, nothing runs and the output is left as it is (the report says so)."""
     options = pipeline_options(beam_args)
     # --dry_run builds and validates the job for its runner without running it (and
     # without touching the input or output storage): e.g. a Dataflow job spec, offline.
     dry_run = bool(options.view_as(TestOptions).dry_run)
-    out = prepare_output(config.output.path, config.output.overwrite, check_exists=not dry_run)
+    incremental_mode = config.output.mode == "incremental" and not dry_run
+    # An incremental run updates its output by design: no --overwrite needed.
+    out = prepare_output(config.output.path, config.output.overwrite or incremental_mode, check_exists=not dry_run)
     if not config.input.paths:
         raise ValueError("no input: set input.paths or pass --input GLOB")
     paths = list(config.input.paths) if dry_run else readers.expand_inputs(config.input.paths)
@@ -100,25 +117,59 @@ def run_corpus(config: JobConfig, beam_args: list[str] | None = None, progress=N
     for stage in stages:
         stage.check()
 
-    tmp_dir = temporary_dir(out, create=not dry_run)
     started = time.time()
-    log.info("reading %d file(s) into %s", len(paths), out)
-    p = beam.Pipeline(options=options)
-    build_pipeline(p, config, paths, tmp_dir, stages)
-    with says_where_on_failure(tmp_dir), _progress(progress, tmp_dir, [stage.name for stage in stages]):
-        result = p.run()
-        result.wait_until_finish()
+    plan = incremental.plan_run(paths, out, config) if incremental_mode else None
+    if plan is not None:
+        log.info("incremental run of %s: %d new, %d changed, %d removed, %d unchanged file(s)%s", out,
+                 len(plan.new), len(plan.changed), len(plan.removed), len(plan.unchanged),
+                 f" (a full run: {plan.full_reason})" if plan.full_reason else "")
+        if plan.nothing_to_do:
+            return _unchanged_report(out, plan, started)
+        paths = plan.process
+    tmp_dir = temporary_dir(out, create=not dry_run)
+    dedup = next((s for s in stages if s.name == "dedup"), None)
+    if plan is not None and dedup is not None and dedup.options.exact.enabled:
+        dedup.prior_keys = incremental.prior_dedup_keys(tmp_dir, out, plan)
+    if paths:
+        log.info("reading %d file(s) into %s", len(paths), out)
+        p = beam.Pipeline(options=options)
+        build_pipeline(p, config, paths, tmp_dir, stages)
+        with says_where_on_failure(tmp_dir), _progress(progress, tmp_dir, [stage.name for stage in stages]):
+            result = p.run()
+            result.wait_until_finish()
+        if dry_run:
+            return _dry_run_report(p, result, options)
+        manifest = dataset_sink.take_manifest(tmp_dir)
+    else:  # an incremental run whose only change is removed files: no pipeline, a new layout
+        result, manifest = None, {"inputs": [], "shards": []}
     finished = time.time()
-    if dry_run:
-        return _dry_run_report(p, result, options)
 
-    report = build_report(dataset_sink.take_manifest(tmp_dir), config, stages, started, finished, beam_args or [])
+    run_lines = sum(i["lines"] for i in manifest["inputs"])
+    if plan is not None:
+        if dedup is not None and dedup.options.exact.enabled:
+            incremental.update_dedup_keys(tmp_dir, manifest, dedup.options.normalize, dedup.prior_keys)
+        if plan.previous is not None:
+            manifest = incremental.merge(tmp_dir, out, plan, manifest, finalizer(config, stages, tmp_dir))
+        incremental.write_state(tmp_dir, plan, manifest)
+    report = build_report(manifest, config, stages, started, finished, beam_args or [])
     for stage in stages:
-        if stage.report_counters:
+        if stage.report_counters and result is not None:
             report[stage.name] = stage.counters_report(counters(result, f"xlcorpus.{stage.name}"))
+    if plan is not None:
+        report["rows_per_second"] = round(run_lines / max(finished - started, 1e-9), 1)  # this run's rows
+        report["incremental"] = {**plan.summary(), "rows_processed": run_lines}
     dataset_sink.write_text(FileSystems.join(tmp_dir, "README.md"),
                             dataset_card(report, config.output.license, config.output.format))
     return finish_run(tmp_dir, out, report)
+
+
+def _unchanged_report(out: str, plan: incremental.Plan, started: float) -> dict:
+    """An incremental run with nothing new: the output's own report, untouched on disk,
+    with what this run found."""
+    log.info("nothing new in the input: %s is up to date (%d file(s) unchanged)", out, len(plan.unchanged))
+    report = json.loads(dataset_sink.read_text(FileSystems.join(out, "report.json")))
+    report["incremental"] = {**plan.summary(), "rows_processed": 0, "seconds": round(time.time() - started, 3)}
+    return report
 
 
 @contextlib.contextmanager

@@ -43,6 +43,8 @@ def prepare_output(out: str | None, overwrite: bool, check_exists: bool = True) 
     if not out:
         raise ValueError("no output directory: set output.path or pass --output DIR")
     out = out if "://" in out else os.path.abspath(out)
+    if check_exists and (restored := dataset_sink.restore_interrupted_publish(out)):
+        log.warning("restored %s from %s: the run that was replacing it died mid-publish", out, restored)
     if check_exists and dataset_sink.output_exists(out) and not overwrite:
         raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
     return out

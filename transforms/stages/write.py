@@ -20,10 +20,13 @@ whatever the runner's parallelism.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import posixpath
+import shutil
+import uuid
 import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -141,6 +144,10 @@ class WriteShardsFn(beam.DoFn):
     def start_bundle(self):
         self.open: dict[tuple, _Shard] = {}
         self.done: list[dict] = []
+        # Each attempt at a bundle writes under names of its own: a retried bundle (its
+        # worker died) never shares a file with the failed attempt, whose shards no
+        # committed description names and which Finalize deletes with ``_shards/``.
+        self.attempt = uuid.uuid4().hex[:8]
 
     def process(self, batch: pa.RecordBatch):
         if batch.num_rows == 0:
@@ -197,7 +204,8 @@ class WriteShardsFn(beam.DoFn):
         shard = self.open.get(key)
         if shard is None:
             first = rows.column("line")[0].as_py()
-            name = f"part-{_source_key(source)}-{tag or 'kept'}-{first if first is not None else 0:012d}.{self.spec.format}"
+            name = (f"part-{_source_key(source)}-{tag or 'kept'}-{first if first is not None else 0:012d}"
+                    f"-{self.attempt}.{self.spec.format}")
             path = FileSystems.join(self.spec.tmp_dir, "_shards", self.spec.kind, part or "_", split or "_", name)
             shard = self.open[key] = _Shard(path, self.spec.schema, {
                 "kind": self.spec.kind, "partition": part, "split": split, "source": source, "tag": tag,
@@ -359,17 +367,48 @@ def take_manifest(tmp_dir: str) -> dict:
     return manifest
 
 
+ASIDE = ".old-"  # ``<out>.old-<id>``: the previous output while a new one is published
+
+
 def publish(tmp_dir: str, out: str) -> None:
     """Move the finished temporary directory to ``out``, replacing what was there.
 
-    Local: one atomic rename. Object stores have no directories: every file is
-    renamed (copied) under the new prefix, then the temporary prefix is deleted.
+    Local: the previous output is renamed aside, the new one renamed into place, then
+    the old one deleted: a reader finds the old dataset or the new one, never a mix
+    (files it already opened stay readable), and a run killed between the two renames
+    is repaired by the next one (``restore_interrupted_publish``). Object stores have
+    no directories and no atomic rename: every file is renamed (copied) under the new
+    prefix after the old prefix is deleted, then the temporary prefix is deleted.
     """
+    if is_local(out):
+        local_out = out.removeprefix("file://")
+        aside = None
+        if os.path.exists(local_out):
+            aside = f"{local_out}{ASIDE}{uuid.uuid4().hex[:8]}"
+            os.rename(local_out, aside)
+        os.rename(tmp_dir.removeprefix("file://"), local_out)
+        if aside:
+            shutil.rmtree(aside)
+        return
     if output_exists(out):
         FileSystems.delete([out])
-    if is_local(out):
-        os.rename(tmp_dir.removeprefix("file://"), out.removeprefix("file://"))
-        return
     sources = sorted(m.path for r in FileSystems.match([tmp_dir.rstrip("/") + "/**"]) for m in r.metadata_list)
     FileSystems.rename(sources, [out.rstrip("/") + src[len(tmp_dir.rstrip("/")):] for src in sources])
     FileSystems.delete([tmp_dir])
+
+
+def restore_interrupted_publish(out: str) -> str | None:
+    """A run killed between ``publish``'s two renames leaves no ``out`` and the previous
+    output aside: put it back (returns what it restored). Once ``out`` exists, asides are
+    leftovers of a publish killed before deleting them: removed."""
+    if not is_local(out):
+        return None
+    local_out = out.removeprefix("file://")
+    asides = sorted(glob.glob(glob.escape(local_out) + ASIDE + "*"), key=os.path.getmtime)
+    restored = None
+    if asides and not os.path.exists(local_out):
+        restored = asides.pop()
+        os.rename(restored, local_out)
+    for path in asides:
+        shutil.rmtree(path, ignore_errors=True)
+    return restored

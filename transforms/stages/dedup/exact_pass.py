@@ -10,7 +10,7 @@ import pyarrow as pa
 from xlcorpus.transforms.core.accounting import DEAD_LETTER, KEPT, REJECTED, append_columns
 from xlcorpus.transforms.stages.dedup import groups
 from xlcorpus.transforms.stages.dedup.keyed import Keyed, by_shard, count, joined, per_batch, split
-from xlcorpus.transforms.stages.dedup.stage import Dedup, apply_exact, exact_keys, size_bucket
+from xlcorpus.transforms.stages.dedup.stage import Dedup, apply_exact, exact_keys, prior_key_parts, size_bucket
 
 
 class _ExactKeys(Keyed):
@@ -52,7 +52,12 @@ class ExactDedup(beam.PTransform):
     def expand(self, batches):
         keyed = batches | "ExactKeys" >> beam.ParDo(_ExactKeys(self.stage, self.count_in)).with_outputs(
             "keys", DEAD_LETTER, main="batches")
-        decisions = keyed["keys"] | "ExactGroup" >> beam.GroupByKey() | "ExactDecide" >> beam.FlatMap(_exact_decide)
+        keys = keyed["keys"]
+        if self.stage.prior_keys:  # an incremental run: the rows already in the dataset take part
+            prior = (batches.pipeline | "PriorKeyFile" >> beam.Create([self.stage.prior_keys])
+                     | "PriorKeys" >> beam.FlatMap(prior_key_parts, self.stage.options.shards))
+            keys = (keys, prior) | "WithPriorKeys" >> beam.Flatten()
+        decisions = keys | "ExactGroup" >> beam.GroupByKey() | "ExactDecide" >> beam.FlatMap(_exact_decide)
         out = ({"batch": keyed["batches"], "decisions": decisions} | "ExactJoin" >> beam.CoGroupByKey()
                | "ExactApply" >> beam.ParDo(_ExactApply(self.count_kept)).with_outputs(REJECTED, main=KEPT))
         return {KEPT: out[KEPT], REJECTED: out[REJECTED], DEAD_LETTER: keyed[DEAD_LETTER]}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from xlcorpus.transforms.stages.dedup.minhash import similarity
 
@@ -23,6 +24,12 @@ EXACT_DECISIONS = pa.schema([("batch", pa.uint64()), ("row", pa.int32()), ("copi
                              ("duplicate", pa.bool_())])
 
 
+# The batch key of rows already in the dataset (an incremental run's prior keys): no
+# batch of the run has it (batch keys are hashes of (source, line)), so their
+# decisions route nowhere.
+PRIOR_BATCH = np.uint64(2**64 - 1)
+
+
 def shard_of(keys: np.ndarray, shards: int) -> np.ndarray:
     return (keys % _U64(shards)).astype(np.int64)
 
@@ -30,9 +37,12 @@ def shard_of(keys: np.ndarray, shards: int) -> np.ndarray:
 # --- exact duplicates -------------------------------------------------------------------
 def exact_decisions(keys: pa.Table) -> pa.Table:
     """For rows whose normalised-text hash is shared: each row's group size and the kept
-    copy (smallest id, then source, then line: the same on every runner). Rows with a
-    unique hash are not listed."""
-    t = keys.sort_by([("hash", "ascending"), ("id", "ascending"), ("source", "ascending"), ("line", "ascending")])
+    copy (a row already in the dataset, ``PRIOR_BATCH``, first; then smallest id, then
+    source, then line: the same on every runner). Rows with a unique hash are not listed."""
+    later = pc.not_equal(keys.column("batch"), pa.scalar(PRIOR_BATCH, pa.uint64()))
+    t = keys.append_column("later", later).sort_by(
+        [("hash", "ascending"), ("later", "ascending"), ("id", "ascending"), ("source", "ascending"),
+         ("line", "ascending")])
     h = t.column("hash").to_numpy()
     if len(h) == 0:
         return EXACT_DECISIONS.empty_table()

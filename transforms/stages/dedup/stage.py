@@ -46,6 +46,34 @@ def exact_keys(batch: pa.RecordBatch, normalize: NormalizeOptions, key: int) -> 
                     schema=groups.EXACT_KEYS)
 
 
+def text_keys(table: pa.Table | pa.RecordBatch, normalize: NormalizeOptions) -> pa.Table:
+    """(hash, id, source, line) of the rows whose text normalises to something: what an
+    incremental run keeps of the rows already in a dataset to compare new rows with."""
+    t = table if isinstance(table, pa.Table) else pa.Table.from_batches([table])
+    batch = pa.record_batch({c: t.column(c).combine_chunks() for c in ("text", "id", "source", "line")})
+    return exact_keys(batch, normalize, 0).select(["hash", "id", "source", "line"])
+
+
+def prior_key_parts(path: str, shards: int):
+    """The keys of rows already in the dataset (``text_keys``, an Arrow IPC file), as
+    ``groups.EXACT_KEYS`` tables per shard, marked with ``groups.PRIOR_BATCH``: in a
+    group they come first, so a new copy of a text already kept is the duplicate."""
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    from xlcorpus.transforms.stages.dedup.keyed import by_shard
+
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        reader = pa.ipc.open_file(pa.BufferReader(f.read()))
+    for i in range(reader.num_record_batches):
+        b = reader.get_batch(i)
+        t = pa.table({"hash": b.column("hash"), "id": b.column("id"), "source": b.column("source"),
+                      "line": b.column("line"), "batch": np.full(b.num_rows, groups.PRIOR_BATCH, np.uint64),
+                      "row": np.zeros(b.num_rows, np.int32)}, schema=groups.EXACT_KEYS)
+        for shard, part in by_shard(t.column("hash").to_numpy(), shards):
+            yield shard, t.take(pa.array(part))
+
+
 def apply_exact(decisions: dict | None, verdicts: list) -> np.ndarray:
     """``dup_copies`` of a batch from its exact decisions (``groups.EXACT_DECISIONS`` as
     a dict of columns); duplicates get their verdict in ``verdicts``."""
@@ -98,6 +126,9 @@ class Dedup(Stage[DedupOptions]):
     dead_reason = "dedup_error"
     report_counters = True
     regroups = True  # the joins back to the batches shuffle them
+    # An incremental run's keys of the rows already kept (``prior_key_parts``), set by
+    # the corpus job: the exact pass then rejects new copies of them.
+    prior_keys: str | None = None
 
     def check(self) -> None:
         if self.options.minhash.enabled:
