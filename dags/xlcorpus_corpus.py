@@ -1,5 +1,11 @@
 """Airflow DAG: the xlcorpus corpus job on a schedule, one Beam run per language.
 
+Each run updates one dataset per language in place, incrementally (``--incremental``,
+``output.mode: incremental``): a night processes only the input files that are new or
+changed since the night before, and publishes the old and new shards together as one
+dataset (readers never see a half-updated one). Param ``mode: overwrite`` reprocesses
+everything.
+
 Airflow runs the job with the apache-beam provider's BeamRunPythonPipelineOperator
 as ``<py_interpreter> -m xlcorpus.pipelines.job --config=... --output=... [options]``,
 so Airflow and xlcorpus live in separate virtualenvs: ``XLCORPUS_PYTHON`` points at
@@ -13,7 +19,8 @@ Settings (environment of the Airflow scheduler/workers, read when the DAG is par
   XLCORPUS_SCHEDULE     cron or preset (default: @daily)
 DAG params (per run, e.g. ``airflow dags trigger -c '{"languages": ["mlt", "swa"]}'``):
   config       the job's YAML config (default: the bundled demo config)
-  output_root  runs write to <output_root>/<ds>/<language or "all">
+  output_root  runs update <output_root>/<language or "all">
+  mode         incremental (default) or overwrite
   languages    [] = one run over all languages; else one run per language, keeping only it
   options      extra ``--set`` overrides for every run, e.g. ["langid.threshold=0.6"]
 """
@@ -63,18 +70,20 @@ with DAG(
         "config": Param("", type="string", description="job YAML; empty: the bundled demo config"),
         "output_root": Param(os.environ.get("XLCORPUS_OUTPUT_ROOT", "/tmp/xlcorpus-runs"), type="string"),
         "languages": Param([], type="array", description="ISO 639 codes; [] = one run over all languages"),
+        "mode": Param("incremental", enum=["incremental", "overwrite"],
+                      description="incremental: only new or changed input files; overwrite: all of them"),
         "options": Param([], type="array", description="extra KEY=VALUE config overrides"),
     },
     tags=["xlcorpus", "beam"],
 ) as dag:
 
     @task
-    def runs(params: dict | None = None, ds: str | None = None) -> list[dict]:
+    def runs(params: dict | None = None) -> list[dict]:
         """Pipeline options of each run: one per language, or one over all of them."""
         languages = params["languages"] or [None]
         out = []
         for lang in languages:
-            options = {"output": f"{params['output_root']}/{ds}/{lang or 'all'}", "overwrite": True,
+            options = {"output": f"{params['output_root']}/{lang or 'all'}", params["mode"]: True,
                        "set": list(params["options"]) + ([f"langid.keep=[{lang}]"] if lang else []),
                        **_runner_options()}
             if params["config"]:

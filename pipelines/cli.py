@@ -1,6 +1,7 @@
 """The ``xlcorpus`` command.
 
-    xlcorpus run CONFIG.yaml [--input GLOB ...] [--output DIR] [--overwrite] [--set KEY=VALUE ...] [Beam options]
+    xlcorpus run CONFIG.yaml [--input GLOB ...] [--output DIR] [--overwrite | --incremental] [--set KEY=VALUE ...]
+                 [Beam options]
     xlcorpus demo [--output DIR] [--overwrite] [Beam options]
     xlcorpus inspect DIR [--sample N [--lang L]] [--rejected REASON] [--open]
     xlcorpus lexicon build --input GLOB --lang L --out FILE
@@ -48,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--input", action="append", help="input file or glob (repeatable; replaces input.paths)")
         p.add_argument("--output", help="output directory (replaces output.path)")
         p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+        p.add_argument("--incremental", action="store_true",
+                       help="output.mode=incremental: process only input files that are new or changed since "
+                            "the output's last run, and update the output in place")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set langid.keep=[mlt,swa] (value read as YAML)")
         p.add_argument("--no-progress", action="store_true",
@@ -294,6 +298,8 @@ def _run(args, beam_args: list[str]) -> int:
         config.output.path = args.output or args.output_default
     if args.overwrite:
         config.output.overwrite = True
+    if args.incremental:
+        config.output.mode = "incremental"
     if console.is_terminal and not args.no_progress:
         console.print(f"running {config.name} on Beam ({len(config.input.paths)} input pattern(s))")
         report = run_corpus(config, beam_args, progress=console)
@@ -352,6 +358,15 @@ def _marked(text: str, spans: list[dict]) -> str:
     return "".join(out + [escape(text[at:])])
 
 
+def _incremental_line(inc: dict, out: str) -> str:
+    if inc["nothing_to_do"]:
+        return f"incremental: nothing new ({inc['unchanged']} file(s) unchanged); {out} left as it was"
+    if inc["full_run"]:
+        return f"incremental: a full run of {len(inc['processed'])} file(s) ({inc['full_reason']})"
+    return (f"incremental: processed {len(inc['processed'])} file(s) ({len(inc['new'])} new, {len(inc['changed'])} "
+            f"changed; {inc['rows_processed']} rows), {len(inc['removed'])} removed, {inc['unchanged']} unchanged kept")
+
+
 def _summary(report: dict, out: str) -> None:
     table = Table(title=f"xlcorpus: {report['name']} -> {out}")
     for col in ("stage", "in", "kept", "rejected", "dead-letter"):
@@ -364,6 +379,9 @@ def _summary(report: dict, out: str) -> None:
     console.print(f"in {a['in']} = kept {a['kept']} + rejected {a['rejected']} + dead-letter {a['dead_letter']}"
                   f" ({'balanced' if a['balanced'] else 'UNBALANCED'}); {report['rows_per_second']:.0f} rows/s")
     console.print(f"splits: {report['splits']}; languages: {langs}")
+    inc = report.get("incremental")
+    if inc:
+        console.print(_incremental_line(inc, out))
     lost = report.get("langid", {}).get("low_confidence_by_language")
     if lost:
         console.print("rows rejected under the LID threshold, by language: "

@@ -58,9 +58,38 @@ def test_airflow_dags_test_writes_loadable_datasets_per_language(airflow):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     assert "state=success" in proc.stdout + proc.stderr
     for lang in ("mlt", "swa"):
-        out = runs / "2026-11-20" / lang
+        out = runs / lang
         dd = datasets.load_from_disk(str(out))
         assert list(dd) == ["train"] and len(dd["train"]) > 0
         assert set(dd["train"]["lang"]) == {lang}
         report = json.loads((out / "report.json").read_text())
         assert report["accounting"]["balanced"] and report["accounting"]["kept"] == len(dd["train"])
+
+
+@pytest.mark.slow
+def test_the_nightly_run_is_incremental_and_processes_only_the_new_file(airflow, tmp_path, demo_jsonl):
+    run, runs = airflow
+    folder = tmp_path / "in"
+    folder.mkdir()
+    lines = demo_jsonl.read_text(encoding="utf-8").splitlines()
+    for n in range(3):
+        (folder / f"day-{n}.jsonl").write_text("\n".join(lines[n::4]) + "\n", encoding="utf-8")
+    config = tmp_path / "job.yaml"
+    config.write_text(json.dumps({"stages": ["langid"], "input": {"paths": [str(folder / "*.jsonl")]},
+                                  "output": {"splits": {"train": 1}}}))
+    conf = json.dumps({"config": str(config), "output_root": str(runs / "nightly")})
+    first = run("airflow", "dags", "test", "xlcorpus_corpus", "2026-11-21", "-c", conf)
+    assert first.returncode == 0, (first.stdout + first.stderr)[-5000:]
+    report = json.loads((runs / "nightly" / "all" / "report.json").read_text())
+    assert report["incremental"]["full_run"] and len(report["incremental"]["processed"]) == 3
+
+    (folder / "day-3.jsonl").write_text("\n".join(lines[3::4]) + "\n", encoding="utf-8")
+    second = run("airflow", "dags", "test", "xlcorpus_corpus", "2026-11-22", "-c", conf)
+    assert second.returncode == 0, (second.stdout + second.stderr)[-5000:]
+    report = json.loads((runs / "nightly" / "all" / "report.json").read_text())
+    assert report["incremental"]["processed"] == [str(folder / "day-3.jsonl")]
+    assert report["incremental"]["unchanged"] == 3 and not report["incremental"]["full_run"]
+    assert report["accounting"]["balanced"] and report["accounting"]["in"] == len(lines)
+    dd = datasets.load_from_disk(str(runs / "nightly" / "all"))
+    assert len(dd["train"]) == report["accounting"]["kept"]
+    assert {s.rsplit("/", 1)[-1] for s in dd["train"]["source"]} == {f"day-{n}.jsonl" for n in range(4)}
