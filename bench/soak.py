@@ -5,8 +5,9 @@ portable runner with an external pool of SDK workers, one of them SIGKILLed midw
 
 1. Writes ``--rows`` rows with unique ids into ``--files`` JSONL files (sentences of
    the bundled demo in a dozen languages and scripts).
-2. Starts Beam's Python job service and an external worker pool, and runs the job
-   (``xlcorpus run``) with ``--direct_num_workers=WORKERS`` SDK workers from the pool.
+2. Starts Beam's Python job service (``soak_job_service.py``: the stock one, taking
+   its worker count from the job's ``--direct_num_workers``) and an external worker
+   pool, and runs the job (``xlcorpus run``) with WORKERS SDK workers from the pool.
 3. When ``--kill-at`` of the rows have been read (the workers' own progress files),
    SIGKILLs one SDK worker process by its pid.
 4. If the runner retried the lost bundles, checks the published output; if the job
@@ -117,7 +118,7 @@ class Services:
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                "XLCORPUS_PROGRESS_DIR": str(progress_dir)}  # the workers report rows read
         self.job_port, self.pool_port = _free_port(), _free_port()
-        self.job = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
+        self.job = subprocess.Popen([sys.executable, str(Path(__file__).with_name("soak_job_service.py")),
                                      f"--port={self.job_port}"], env=env, stdout=subprocess.DEVNULL,
                                     stderr=open(work / "job_service.log", "w"))
         self.pool = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
@@ -150,7 +151,7 @@ def run_job(config: Path, services: Services, workers: int, progress_dir: Path, 
     cmd = [sys.executable, "-m", "xlcorpus.pipelines.cli", "run", str(config), "--no-progress",
            "--runner=PortableRunner", f"--job_endpoint=localhost:{services.job_port}",
            "--environment_type=EXTERNAL", f"--environment_config=localhost:{services.pool_port}",
-           f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
+           f"--direct_num_workers={workers}"]
     started = time.time()
     driver = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     peaks: dict[int, float] = {}
