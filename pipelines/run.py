@@ -50,12 +50,49 @@ def prepare_output(out: str | None, overwrite: bool, check_exists: bool = True) 
     return out
 
 
+# Runners that talk to a job service through the portable job API.
+PORTABLE_RUNNERS = {"PortableRunner", "FlinkRunner", "SparkRunner", "PrismRunner"}
+# Beam's PortableRunner also puts its --job_server_timeout (default 300 s) on the job's
+# state and message streams, so any job running longer fails with DEADLINE_EXCEEDED
+# (apache/beam#35867); the job runs unless told otherwise, and the connection is checked
+# on its own, briefly.
+PORTABLE_STREAM_TIMEOUT = 7 * 24 * 3600
+JOB_SERVICE_CONNECT_TIMEOUT = 60
+
+
 def pipeline_options(beam_args: list[str] | None) -> PipelineOptions:
-    """Every Beam option passes through untouched; the DirectRunner is the default."""
-    options = PipelineOptions(beam_args or [])
-    if options.view_as(StandardOptions).runner is None:
-        options.view_as(StandardOptions).runner = "DirectRunner"
+    """Every Beam option passes through untouched; the DirectRunner is the default.
+    Portable runners get a job-stream timeout that does not end long jobs (unless
+    ``--job_server_timeout`` is given), after a quick check that the job service answers."""
+    beam_args = list(beam_args or [])
+    options = PipelineOptions(beam_args)
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        standard.runner = "DirectRunner"
+    runner = standard.runner if isinstance(standard.runner, str) else type(standard.runner).__name__
+    if runner.rsplit(".", 1)[-1] in PORTABLE_RUNNERS and not any(
+            a.split("=", 1)[0] in ("--job_server_timeout", "--job-server-timeout") for a in beam_args):
+        from apache_beam.options.pipeline_options import PortableOptions, TestOptions
+
+        portable = options.view_as(PortableOptions)
+        endpoint = portable.job_endpoint
+        if endpoint and endpoint != "embed" and not options.view_as(TestOptions).dry_run:
+            _check_job_service(endpoint)
+        portable.job_server_timeout = PORTABLE_STREAM_TIMEOUT
     return options
+
+
+def _check_job_service(endpoint: str) -> None:
+    import grpc
+
+    channel = grpc.insecure_channel(endpoint)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=JOB_SERVICE_CONNECT_TIMEOUT)
+    except grpc.FutureTimeoutError:
+        raise ConnectionError(f"no Beam job service answers at --job_endpoint={endpoint} "
+                              f"(waited {JOB_SERVICE_CONNECT_TIMEOUT} s)") from None
+    finally:
+        channel.close()
 
 
 RUN_MARKER = "_xlcorpus_run.json"  # in a run's temporary directory: which process owns it

@@ -91,3 +91,26 @@ def test_dedup_keeps_the_same_rows_on_the_portable_runner(tmp_path, portable_ser
         "--environment_type=EXTERNAL", f"--environment_config=localhost:{pool_port}"])
     assert portable[1:] == direct[1:] and portable[0]["accounting"] == direct[0]["accounting"]
     assert len(direct[2]) == 5
+
+
+def test_portable_jobs_are_not_cut_at_the_job_server_timeout(portable_services):
+    """Beam puts --job_server_timeout (300 s) on the job's state stream: a longer job
+    would fail with DEADLINE_EXCEEDED. The job sets a long one unless told otherwise."""
+    from apache_beam.options.pipeline_options import PortableOptions
+
+    from xlcorpus.pipelines.run import PORTABLE_STREAM_TIMEOUT, pipeline_options
+
+    job_port, _ = portable_services
+    args = ["--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}"]
+    assert pipeline_options(args).view_as(PortableOptions).job_server_timeout == PORTABLE_STREAM_TIMEOUT
+    given = pipeline_options(args + ["--job_server_timeout=30"])
+    assert given.view_as(PortableOptions).job_server_timeout == 30
+
+
+def test_an_unreachable_job_service_fails_fast_with_its_address(monkeypatch):
+    from xlcorpus.pipelines import run
+
+    monkeypatch.setattr(run, "JOB_SERVICE_CONNECT_TIMEOUT", 1)
+    port = _free_port()
+    with pytest.raises(ConnectionError, match=f"no Beam job service answers at --job_endpoint=localhost:{port}"):
+        run.pipeline_options(["--runner=PortableRunner", f"--job_endpoint=localhost:{port}"])
