@@ -215,3 +215,17 @@ def test_a_publish_killed_between_its_renames_is_repaired_by_the_next_run(tmp_pa
     prepare_output(str(out), overwrite=True)
     assert data_file_hashes(out) == before and not list(tmp_path.glob("out.old-*"))
     assert run_corpus(_config(glob, out))["incremental"]["nothing_to_do"]
+
+
+def test_only_removed_files_run_no_pipeline_and_take_their_rows_away(tmp_path, corpus):
+    _folder, files, glob = corpus
+    out = tmp_path / "out"
+    run_corpus(_config(glob, out))
+    files[0].unlink()
+    report = run_corpus(_config(glob, out))
+    inc = report["incremental"]
+    assert inc["removed"] == [str(files[0])] and inc["processed"] == [] and not inc["nothing_to_do"]
+    assert inc["rows_processed"] == 0
+    full = _full_run(glob, tmp_path / "full")
+    assert data_file_hashes(out) == data_file_hashes(tmp_path / "full")
+    assert report["accounting"] == full["accounting"] and report["accounting"]["balanced"]
