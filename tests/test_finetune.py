@@ -347,6 +347,42 @@ def test_pack_sequences_stage_packs_one_batch_like_pack_by_language(sp_model):
     assert stats["documents|eng"] == 20 and stats["documents|rus"] == 5
 
 
+def test_pack_sequences_interleaved_languages_and_splits_pack_per_key_in_input_order(sp_model):
+    """Rows of two languages and two splits interleaved, with empty and unknown-character
+    documents among them: each (split, language) packs its documents in input order,
+    the counters count every row, and the rejected rows keep the batch's order."""
+    from xlcorpus.transforms.stages.finetune.options import FinetuneOptions
+    from xlcorpus.transforms.stages.finetune.stage import PackSequences
+
+    rng = random.Random(7)
+    texts = [rng.choice(sentences(lang)) for lang in ["eng", "rus"] * 30]
+    langs = ["eng", "rus"] * 30
+    splits = [rng.choice(["train", "test"]) for _ in texts]
+    for i in (3, 17, 40):
+        texts[i] = ""
+    texts[8] = HINDI  # no Devanagari in the tokenizer: unknown pieces
+    stage = PackSequences(FinetuneOptions(seq_len=16), tokenizer=sp_model)
+    stage.setup()
+    packer = stage.bundle()
+    rows, rejected = stage.pack_batch(_rows(texts, langs, split=splits), packer)
+    assert rejected.column("id").to_pylist() == ["r3", "r17", "r40"]
+    s = stage.special
+    for split in ("train", "test"):
+        for lang in ("eng", "rus"):
+            docs = [stage.sp.encode(t) for t, lg, sp_ in zip(texts, langs, splits) if lg == lang and sp_ == split]
+            stream = [piece for ids in docs if ids for piece in ids + [s.eos]][:-1]
+            full = len(stream) // 16 * 16
+            got = [b for b in rows if b.column("lang")[0].as_py() == lang and b.column("split")[0].as_py() == split]
+            ids = np.concatenate([np.asarray(b.column("input_ids").values) for b in got]) if got else np.zeros(0)
+            assert ids.tolist() == stream[:full]
+            assert packer.packers[(split, lang)].tail().tolist() == stream[full:]
+    encoded = stage.sp.encode(texts)
+    assert packer.stats["pieces|eng"] == sum(len(e) for e, lg in zip(encoded, langs) if lg == "eng")
+    assert packer.stats["unk|eng"] == sum(e.count(s.unk) for e, lg in zip(encoded, langs) if lg == "eng") > 0
+    assert packer.stats["words|rus"] == sum(len(t.split()) for t, lg in zip(texts, langs) if lg == "rus")
+    assert packer.stats["documents|eng"] + packer.stats["documents|rus"] == 57
+
+
 def test_align_ner_stage_windows_and_bad_examples(sp_model):
     from xlcorpus.transforms.stages.finetune.options import FinetuneOptions
     from xlcorpus.transforms.stages.finetune.stage import AlignNer

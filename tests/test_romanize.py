@@ -157,6 +157,38 @@ def test_generated_lines_are_identical(reference):
     assert rom.cache_info().hits > 1000  # the cache is doing its job
 
 
+def random_number(rng: random.Random) -> str:
+    """A number-like token: ASCII digits (zeros included) joined by number punctuation."""
+    def digits():
+        return "".join(rng.choice("0123456789" if rng.random() < 0.8 else "00") for _ in range(rng.randint(1, 6)))
+    token = digits()
+    for _ in range(rng.randint(0, 3)):
+        token += rng.choice([".", ",", "/", ":", "-", "+", "..", "%"]) + digits()
+    return rng.choice(["", "", "-", "+", "."]) + token + rng.choice(["", "", "%", ".", ",", "-"])
+
+
+def test_numbers_romanize_by_digit_pattern_identically(reference):
+    """Number segments go through their digit pattern; on 1200 lines with 900+ distinct
+    numbers (next to words and tricky pieces) the output is still whole-line uroman's,
+    and uroman is called once per pattern, not once per number."""
+    rng = random.Random(99)
+    lines = []
+    for _ in range(1200):
+        toks = [random_number(rng) if rng.random() < 0.6 else rng.choice(WORDS) for _ in range(rng.randint(1, 6))]
+        lines.append(" ".join(toks) + rng.choice(["", "", " ", "  "]))
+    rom = Romanizer(cache_size=4096)
+    assert_identical(rom, reference, lines)
+    assert len({s for line in lines for s in segments(line) if s.strip(" ")[:1].isdigit()}) > 900
+    def nonzero(k):
+        return "".join(str(rng.randint(1, 9)) for _ in range(k))
+    prices = [f"{nonzero(2)}.{nonzero(2)} {nonzero(1)}/{nonzero(2)}/{nonzero(4)}" for _ in range(400)]
+    fresh = Romanizer(cache_size=4096)
+    assert_identical(fresh, reference, prices)
+    assert fresh.cache_info().misses == 2  # one uroman call per pattern: "11.11 " and "1/11/1111"
+    huge = "1" * 5000  # past Python's int() digit limit: uroman fails on it, so must the romanizer
+    assert_identical(rom, reference, [huge, f"x {huge} y", "12.5 " + huge])
+
+
 @settings(max_examples=150, deadline=None)
 @given(words=st.lists(st.sampled_from(WORDS), min_size=1, max_size=10),
        seps=st.lists(st.sampled_from(SEPARATORS), min_size=10, max_size=10))

@@ -10,7 +10,6 @@ Beam parts are in ``passes.py``; the job in ``pipelines/finetune.py`` composes t
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections import Counter
 
@@ -77,33 +76,35 @@ class PackSequences(_Tokenized):
         """(rows of the sequences ``batch`` completes in ``packer``, rejected rows or None);
         its ``words|``, ``pieces|``, ``unk|`` and ``documents|`` counters go to ``packer.stats``."""
         n = batch.num_rows
-        texts = batch.column("text").to_pylist()
-        encoded = self.sp.encode(texts)
-        # Everything after encode is vectorised over the batch's ids: one flat array,
-        # grouped by (split, language) with a stable sort of token positions.
-        lens = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
-        flat = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int32, count=int(lens.sum()))
-        token_row = np.repeat(np.arange(n), lens)
         lang_codes, langs = _codes(batch.column("lang"))
         split_codes, splits = _codes(batch.column("split"))
-        words = word_counts(texts)
-        unk = np.bincount(token_row[flat == self.special.unk], minlength=n)
-        for name, per_row in (("words", words), ("pieces", lens), ("unk", unk), ("documents", lens > 0)):
+        # Rows go to SentencePiece ordered by (split, language), so each group's ids come
+        # out contiguous: no sort of token positions, one slice per group. Everything
+        # below is in that order; ``order`` maps back to the batch's rows.
+        group = split_codes * len(langs) + lang_codes
+        order = np.argsort(group, kind="stable")
+        group, lang_codes = group[order], lang_codes[order]
+        texts = batch.column("text").take(pa.array(order)).to_pylist()
+        encoded = self.sp.encode(texts, out_type="numpy")  # int32 buffers: no Python int per piece
+        lens = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
+        flat = np.concatenate(encoded) if n else np.zeros(0, np.int32)
+        bounds = np.zeros(n + 1, np.int64)  # row i's ids: flat[bounds[i]:bounds[i + 1]]
+        np.cumsum(lens, out=bounds[1:])
+        unk = np.bincount(np.searchsorted(bounds, np.flatnonzero(flat == self.special.unk), side="right") - 1,
+                          minlength=n)
+        for name, per_row in (("words", word_counts(texts)), ("pieces", lens), ("unk", unk), ("documents", lens > 0)):
             sums = np.bincount(lang_codes, weights=per_row, minlength=len(langs))
             packer.stats.update({f"{name}|{lang}": int(v) for lang, v in zip(langs, sums) if v})
-        empty = np.flatnonzero(lens == 0)
+        empty = np.sort(order[lens == 0])
         rejected = rejected_rows(batch, empty, [NO_TOKENS] * len(empty), [None] * len(empty), STAGE) \
             if len(empty) else None
         source = batch.column("source")[0].as_py() if n else ""
-        group = split_codes * len(langs) + lang_codes
-        token_group = group[token_row]
-        order = np.argsort(token_group, kind="stable")
-        flat, token_group = flat[order], token_group[order]
-        starts = np.searchsorted(token_group, np.arange(len(splits) * len(langs) + 1))
+        row_starts = np.searchsorted(group, np.arange(len(splits) * len(langs) + 1))
         rows = []
         for g in np.unique(group[lens > 0]).tolist():
+            first, last = row_starts[g], row_starts[g + 1]
             split, lang = splits[g // len(langs)], langs[g % len(langs)]
-            out = packer.add(split, lang, source, flat[starts[g]:starts[g + 1]], lens[(group == g) & (lens > 0)])
+            out = packer.add(split, lang, source, flat[bounds[first]:bounds[last]], lens[first:last])
             if out is not None:
                 rows.append(out)
         return rows, rejected

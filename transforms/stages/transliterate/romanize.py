@@ -15,10 +15,11 @@ load and cannot be pickled, so the stage calls ``load()`` in ``setup``), ``segme
 
 from __future__ import annotations
 
-import functools
+import operator
 import re
 import threading
 from collections.abc import Sequence
+from itertools import repeat
 from typing import NamedTuple
 
 import numpy as np
@@ -59,10 +60,48 @@ def segments(line: str) -> list[str]:
     return _SEGMENT.findall(line)
 
 
+# --- numbers: one uroman call per digit pattern ------------------------------------------
+# A segment of ASCII digits and number punctuation (``2019``, ``12/5/2019``, ``37.42%``)
+# is nearly always new (dates, amounts), so caching by segment does not help. But in
+# uroman 1.3.1.1 nothing depends on which ASCII digit stands where: no rule key or
+# prefix contains one (only ``num_props`` does: value d, base 1, script ascii-digit); the
+# number passes D1 (digit runs, with one decimal point) and F1 (the "·" cushion) look at
+# which characters are digits, not at their values; G1-G4 need a neighbour of base > 1 or
+# a large power, which no ASCII character has; G5/G6 need CJK connectors and signs; the
+# single-character exception needs a value > 1000. So such a segment romanizes exactly as
+# its digit pattern does (every digit 1-9 replaced by "1"; 0 kept, as extra margin), with
+# the same edges; when that pattern comes out unchanged (each edge's text is its source),
+# the segment comes out unchanged too. Patterns that do not are romanized as they are.
+_NUMBER = re.compile(r"[0-9.,/:%+-]*[0-9][0-9.,/:%+-]* *")
+_DIGIT_PATTERN = str.maketrans("123456789", "111111111")
+
+
 # --- the romanizer -------------------------------------------------------------------------
 class RomanizedText(NamedTuple):
     text: str
     offsets: np.ndarray  # (n_edges, 4) int32: OFFSET_FIELDS, in characters (code points)
+
+
+class CacheInfo(NamedTuple):
+    hits: int  # segments answered from the cache (a number by its digit pattern included)
+    misses: int  # segments romanized by uroman
+    maxsize: int | None
+    currsize: int
+
+
+class _Piece(NamedTuple):
+    """A romanized segment: its text; as int32 bytes (a batch's are joined at once, no
+    Python per segment) its offsets from 0 and (edge count, segment length, text length);
+    whether every edge's text is its own source (then a number with this digit pattern
+    romanizes to itself)."""
+    text: str
+    offsets: bytes
+    sizes: bytes
+    unchanged: bool
+
+
+_TEXT, _OFFSETS, _SIZES = (operator.itemgetter(k) for k in range(3))
+_LINE_END = _Piece("\n", b"", np.zeros(3, np.int32).tobytes(), False)  # closes each line's pieces
 
 
 _EMPTY = np.zeros((0, 4), np.int32)
@@ -86,19 +125,39 @@ def shared_uroman():
         return _UROMAN
 
 
+def _table_key(segment: str) -> tuple[int, str]:
+    """Where a segment is cached: one that ends in exactly one space under its word in the
+    first table (a line split at its spaces looks those up with no string built), any
+    other as it is in the second."""
+    if segment[-1:] == " " and segment[-2:-1] not in (" ", ""):
+        return 0, segment[:-1]
+    return 1, segment
+
+
+_NO_TABLES: tuple[dict, dict] = ({}, {})  # never written to
+
+
 class Romanizer:
     """uroman with per-segment caching and offset maps; picklable, loaded lazily.
 
     ``lcode`` (ISO 639-3, e.g. ``"san"``) is the default language hint; ``romanize_batch``
-    takes one per line too. ``cache_size`` bounds the LRU cache of segments (None:
-    unbounded, 0: no cache).
+    takes one per line too. ``cache_size`` bounds the cache of segments (None:
+    unbounded, 0: no cache). The cache keeps two generations (a full young one becomes
+    the old one, the previous old one is dropped, a segment found in the old one moves
+    back): frequent segments stay, at most ``cache_size`` are held, and a lookup is one
+    dict probe (an LRU's bookkeeping per segment cost as much as the rest of the line).
     """
 
     def __init__(self, cache_size: int | None = DEFAULT_CACHE_SIZE, lcode: str | None = None):
         self.cache_size = cache_size
         self.lcode = lcode
         self._uroman = None
-        self._cached = None  # lru_cache((segment, lcode) -> (text, local offsets))
+        # young generation: lcode -> (tables of _table_key) -> {key: _Piece}; None until load()
+        self._cached: dict[str | None, tuple[dict[str, _Piece], dict[str, _Piece]]] | None = None
+        self._old: dict[str | None, tuple[dict[str, _Piece], dict[str, _Piece]]] = {}
+        self._young_size = 0
+        self._patterns: dict[tuple[str, str | None], _Piece] = {}  # (digit pattern, lcode) -> piece
+        self._hits = self._misses = 0
 
     def __getstate__(self) -> dict:
         return {"cache_size": self.cache_size, "lcode": self.lcode}  # uroman stays behind
@@ -110,25 +169,75 @@ class Romanizer:
         """Load uroman now (DoFn.setup) rather than on the first line."""
         if self._cached is None:
             self._uroman = shared_uroman()
-            self._cached = functools.lru_cache(maxsize=self.cache_size)(self._romanize_piece)
+            self._cached = {}
         return self
 
-    def cache_info(self):
-        return self.load()._cached.cache_info()
+    def cache_info(self) -> CacheInfo:
+        self.load()
+        size = self._young_size + sum(len(a) + len(b) for a, b in self._old.values()) + len(self._patterns)
+        return CacheInfo(self._hits, self._misses, self.cache_size, size)
 
-    def _romanize_piece(self, piece: str, lcode: str | None) -> tuple[str, np.ndarray]:
-        """uroman's best edge path for one piece -> (text, read-only offsets from 0)."""
+    def _romanize_piece(self, piece: str, lcode: str | None) -> _Piece:
+        """uroman's best edge path for one piece (text, read-only offsets from 0)."""
         from uroman import RomFormat
 
+        self._misses += 1
         edges = self._uroman.romanize_string(piece, lcode=lcode, rom_format=RomFormat.EDGES)
-        rows, texts, out = [], [], 0
+        rows, texts, out, same = [], [], 0, True
         for e in edges:
             rows.append((e.start, e.end, out, out + len(e.txt)))
             texts.append(e.txt)
             out += len(e.txt)
-        offsets = np.array(rows, np.int32).reshape(-1, 4)
-        offsets.flags.writeable = False
-        return "".join(texts), offsets
+            same = same and e.txt == piece[e.start:e.end]
+        text = "".join(texts)
+        sizes = np.array([len(rows), len(piece), len(text)], np.int32).tobytes()
+        return _Piece(text, np.array(rows, np.int32).tobytes(), sizes, same and text == piece)
+
+    def _cached_piece(self, segment: str, lcode: str | None) -> _Piece | None:
+        """The cached piece of ``segment``, from either generation (an old one moves back)."""
+        table, key = _table_key(segment)
+        piece = self._cached.get(lcode, _NO_TABLES)[table].get(key)
+        if piece is None and (piece := self._old.get(lcode, _NO_TABLES)[table].get(key)) is not None:
+            self._remember(segment, lcode, piece)
+        return piece
+
+    def _remember(self, segment: str, lcode: str | None, piece: _Piece) -> None:
+        if self.cache_size == 0:
+            return
+        if self.cache_size is not None and self._young_size >= max(1, self.cache_size // 2):
+            self._old, self._cached, self._young_size = self._cached, {}, 0
+        tables = self._cached.get(lcode)
+        if tables is None:
+            tables = self._cached[lcode] = ({}, {})
+        table, key = _table_key(segment)
+        tables[table][key] = piece
+        self._young_size += 1
+
+    def _number_piece(self, segment: str, lcode: str | None) -> _Piece | None:
+        """A number segment through its digit pattern (None: romanize it as it is)."""
+        key = (segment.translate(_DIGIT_PATTERN), lcode)
+        if (shape := self._patterns.get(key)) is None:
+            try:
+                shape = self._romanize_piece(key[0], lcode)
+            except Exception:  # the segment itself then goes to uroman, failing (or not) on its own
+                return None
+            if self.cache_size != 0:
+                if self.cache_size is not None and len(self._patterns) >= self.cache_size:
+                    self._patterns.clear()
+                self._patterns[key] = shape
+        # not cached: numbers rarely repeat
+        return _Piece(segment, shape.offsets, shape.sizes, True) if shape.unchanged else None
+
+    def _piece(self, segment: str, lcode: str | None) -> _Piece:
+        """A segment the young generation does not hold: by its digit pattern, from the old
+        generation, or from uroman."""
+        if _NUMBER.fullmatch(segment) and (piece := self._number_piece(segment, lcode)) is not None:
+            return piece
+        if (piece := self._cached_piece(segment, lcode)) is not None:
+            return piece
+        piece = self._romanize_piece(segment, lcode)
+        self._remember(segment, lcode, piece)
+        return piece
 
     def romanize(self, line: str, lcode: str | None = None) -> RomanizedText:
         texts, offsets = self.romanize_batch([line], None if lcode is None else [lcode])
@@ -138,72 +247,88 @@ class Romanizer:
                        errors: str = "raise") -> tuple[list[str | None], list[np.ndarray | None]]:
         """Romanize many lines: (texts, offset maps), one each per line.
 
-        The offsets of all lines are shifted in one numpy pass and handed out as views.
-        A line uroman fails on raises (``errors="raise"``, with the row in the note) or
-        gets None text and offsets (``errors="null"``), so a stage can dead-letter it.
+        Each line's segments are looked up in one pass over the cache (a line with single
+        spaces only: by its words, split at the spaces); the texts of all lines are joined
+        and the offsets shifted in one pass each. A line uroman fails on raises
+        (``errors="raise"``, with the row in the note) or gets None text and offsets
+        (``errors="null"``), so a stage can dead-letter it.
         """
         if errors not in ("raise", "null"):
             raise ValueError(f"errors must be 'raise' or 'null', not {errors!r}")
-        cached = self.load()._cached
-        texts: list[str | None] = []
-        counts: list[int] = []  # edges per line; -1: failed
-        pieces: list[np.ndarray] = []  # local offsets of every segment, in order
-        src_shift: list[int] = []
-        out_shift: list[int] = []
-        for row, line in enumerate(lines):
-            lcode = self.lcode if lcodes is None or lcodes[row] is None else lcodes[row]
-            mark = len(pieces)
-            try:
-                parts, src, out, n = [], 0, 0, 0
-                for seg in segments(line):
-                    text, offs = cached(seg, lcode)
-                    parts.append(text)
-                    pieces.append(offs)
-                    src_shift.append(src)
-                    out_shift.append(out)
-                    src += len(seg)
-                    out += len(text)
-                    n += len(offs)
-                texts.append("".join(parts))
-                counts.append(n)
-            except Exception:  # whole line wins; if it fails too, so does the row
-                del pieces[mark:], src_shift[mark:], out_shift[mark:]
+        self.load()
+        pieces: list[_Piece] = []  # every line's segments and a _LINE_END, in order
+        per_line: list[int] = []  # pieces per line (failed lines have none)
+        failed: list[int] = []  # rows uroman failed on
+        misses = self._misses
+        braille = _WHOLE_LINE.search("".join(lines)) is not None  # a Braille line is romanized whole
+        codes = repeat(self.lcode) if lcodes is None else (self.lcode if c is None else c for c in lcodes)
+        for row, (line, lcode) in enumerate(zip(lines, codes)):
+            spaced, other = self._cached.get(lcode, _NO_TABLES)
+            if (line[:1] not in (" ", "") and line[-1] != " " and "  " not in line
+                    and not (braille and _WHOLE_LINE.search(line))):
+                words = line.split(" ")  # the segments are "word " ... "word"
+                last = words.pop()
+                found = list(map(spaced.get, words))
+                found.append(other.get(last))
+                parts = None
+            else:
+                parts = segments(line)
+                found = [(spaced, other)[t].get(k) for t, k in map(_table_key, parts)]
+            if None in found:
+                if parts is None:
+                    parts = [w + " " for w in words]
+                    parts.append(last)
                 try:
-                    text, offs = cached(line, lcode)
-                except Exception as exc:
-                    if errors == "raise":
-                        exc.add_note(f"uroman failed on row {row}: {line!r}")
-                        raise
-                    texts.append(None)
-                    counts.append(-1)
-                else:
-                    texts.append(text)
-                    counts.append(len(offs))
-                    pieces.append(offs)
-                    src_shift.append(0)
-                    out_shift.append(0)
-        return texts, _split_offsets(pieces, src_shift, out_shift, counts)
+                    for k, piece in enumerate(found):
+                        if piece is None:
+                            found[k] = self._piece(parts[k], lcode)
+                except Exception:  # whole line wins; if it fails too, so does the row
+                    try:
+                        found = [self._piece(line, lcode)]
+                    except Exception as exc:
+                        if errors == "raise":
+                            exc.add_note(f"uroman failed on row {row}: {line!r}")
+                            raise
+                        failed.append(row)
+                        continue
+            pieces += found
+            pieces.append(_LINE_END)
+            per_line.append(len(found) + 1)
+        self._hits += len(pieces) - len(per_line) - (self._misses - misses)  # segments not sent to uroman
+        # the texts of all lines in one join, cut at the line ends (unless a text has a newline)
+        joined = "".join(map(_TEXT, pieces))
+        texts = joined.split("\n")[:-1] if joined.count("\n") == len(per_line) else _texts_by_line(pieces, per_line)
+        offsets = _line_offsets(pieces, per_line)
+        for row in failed:
+            texts.insert(row, None)
+            offsets.insert(row, None)
+        return texts, offsets
 
 
-def _split_offsets(pieces: list[np.ndarray], src_shift: list[int], out_shift: list[int],
-                   counts: list[int]) -> list[np.ndarray | None]:
-    """Concatenate the segments' local offsets, shift them into line coordinates, and cut
-    the result into one (view) array per line."""
-    if not pieces:
-        return [None if c < 0 else _EMPTY for c in counts]
-    flat = np.concatenate(pieces)
-    sizes = np.fromiter(map(len, pieces), np.int64, len(pieces))
-    flat[:, :2] += np.repeat(np.asarray(src_shift, np.int32), sizes)[:, None]
-    flat[:, 2:] += np.repeat(np.asarray(out_shift, np.int32), sizes)[:, None]
-    result: list[np.ndarray | None] = []
-    start = 0
-    for c in counts:
-        if c < 0:
-            result.append(None)
-        else:
-            result.append(flat[start:start + c])
-            start += c
-    return result
+def _texts_by_line(pieces: list[_Piece], per_line: list[int]) -> list[str]:
+    ends = np.cumsum(per_line).tolist()
+    return ["".join(map(_TEXT, pieces[e - n:e - 1])) for e, n in zip(ends, per_line)]
+
+
+def _line_offsets(pieces: list[_Piece], per_line: list[int]) -> list[np.ndarray]:
+    """Join the segments' local offsets, shift them into line coordinates (each segment by
+    the source and output lengths of the segments before it on its line), and cut the
+    result into one (view) array per line."""
+    n = len(pieces)
+    if n == 0:
+        return []
+    local = np.frombuffer(b"".join(map(_OFFSETS, pieces)), np.int32).reshape(-1, 4)
+    sizes = np.frombuffer(b"".join(map(_SIZES, pieces)), np.int32).reshape(n, 3).astype(np.int64)
+    edges, src, out = sizes[:, 0], sizes[:, 1], sizes[:, 2]
+    counts = np.array(per_line, np.int64)
+    first = np.repeat(np.cumsum(counts) - counts, counts)  # each piece's line's first piece
+    src_before, out_before = np.cumsum(src) - src, np.cumsum(out) - out
+    shift = np.empty((n, 4), np.int32)
+    shift[:, 0] = shift[:, 1] = src_before - src_before[first]
+    shift[:, 2] = shift[:, 3] = out_before - out_before[first]
+    flat = local + np.repeat(shift, edges, axis=0)
+    ends = np.r_[0, np.cumsum(edges)][np.r_[0, np.cumsum(counts)]].tolist()
+    return [flat[a:b] for a, b in zip(ends, ends[1:])]
 
 
 # --- spans -------------------------------------------------------------------------------
