@@ -55,6 +55,12 @@ class ObjectStore(LocalFileSystem):
         return super().rename([self._local(p) for p in source_file_names],
                               [self._local(p) for p in destination_file_names])
 
+    def copy(self, source_file_names, destination_file_names):
+        for dest in destination_file_names:
+            Path(self._local(dest)).parent.mkdir(parents=True, exist_ok=True)
+        return super().copy([self._local(p) for p in source_file_names],
+                            [self._local(p) for p in destination_file_names])
+
     def delete(self, paths):
         # LocalFileSystem.delete matches through self.match (remote names): do it here.
         for path in paths:

@@ -229,3 +229,23 @@ def test_only_removed_files_run_no_pipeline_and_take_their_rows_away(tmp_path, c
     full = _full_run(glob, tmp_path / "full")
     assert data_file_hashes(out) == data_file_hashes(tmp_path / "full")
     assert report["accounting"] == full["accounting"] and report["accounting"]["balanced"]
+
+
+def test_incremental_runs_on_an_object_store(tmp_path, corpus):
+    """Old shards are copied (no hard links there) and laid out with the new ones."""
+    from .objectstore import ObjectStore
+
+    folder, files, glob = corpus
+    ObjectStore.root = tmp_path / "bucket"
+    (tmp_path / "bucket").mkdir()
+    held = files.pop()
+    held.rename(tmp_path / held.name)
+    run_corpus(_config(glob, "teststore://runs/inc"))
+    (tmp_path / held.name).rename(held)
+    report = run_corpus(_config(glob, "teststore://runs/inc"))
+    assert report["incremental"]["processed"] == [str(held)]
+    local = tmp_path / "bucket" / "runs" / "inc"
+    _full_run(glob, tmp_path / "full")
+    assert data_file_hashes(local) == data_file_hashes(tmp_path / "full")
+    assert not list((tmp_path / "bucket" / "runs").glob("inc.tmp-*"))
+    assert run_corpus(_config(glob, "teststore://runs/inc"))["incremental"]["nothing_to_do"]
