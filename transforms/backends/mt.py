@@ -228,17 +228,25 @@ class MTBackend:
             out.append(Translation(tokens, float(r.scores[0]) if r.scores else 0.0, att))
         return out
 
-    def score(self, sources: Sequence[list[str]], targets: Sequence[list[str]]) -> list[np.ndarray]:
+    def score(self, sources: Sequence[list[str]], targets: Sequence[list[str]], max_tokens: int | None = None
+              ) -> list[np.ndarray]:
         """Per-token log-probs of each target (pieces, no prefix) given its source,
-        with the final </s> as the last entry: one ``score_batch`` call."""
+        with the final </s> as the last entry: one ``score_batch`` call per group of
+        similar lengths of at most ``max_tokens`` (default ``max_batch_tokens``) tokens."""
         if not sources:
             return []
         pre = self.target_prefix
-        results = self.translator.score_batch(
-            list(sources), [pre + list(t) for t in targets], max_batch_size=self.opts.max_batch_tokens,
-            batch_type="tokens", offset=len(pre))
-        self._count("score", len(sources))
-        return [np.asarray(r.log_probs, dtype=np.float64) for r in results]
+        out: list[np.ndarray | None] = [None] * len(sources)
+        for group in length_groups([len(t) for t in targets], [len(s) for s in sources],
+                                   max_tokens or self.opts.max_batch_tokens):
+            # max_batch_size=0: the group is the batch (CTranslate2 would re-sort by source length only)
+            results = self.translator.score_batch(
+                [sources[k] for k in group], [pre + list(targets[k]) for k in group], max_batch_size=0,
+                offset=len(pre))
+            self._count("score", len(group))
+            for k, r in zip(group, results):
+                out[k] = np.asarray(r.log_probs, dtype=np.float64)
+        return out
 
     def next_token_logprobs(self, sources: Sequence[list[str]], targets: Sequence[list[str]],
                             columns: Sequence[int] | None = None) -> list[np.ndarray]:
@@ -248,32 +256,59 @@ class MTBackend:
         return [cols for _tok, cols in self.along(sources, targets, columns)]
 
     def along(self, sources: Sequence[list[str]], targets: Sequence[list[str]],
-              columns: Sequence[int] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+              columns: Sequence[int] | None = None, max_tokens: int | None = None
+              ) -> list[tuple[np.ndarray, np.ndarray]]:
         """One teacher-forced pass per target: (log-prob of each target piece, shape
         (len,), and the next-token log-probs at every position, shape (len + 1, V) or
-        (len + 1, len(columns))). The piece log-probs equal ``score``'s."""
+        (len + 1, len(columns))). The piece log-probs equal ``score``'s. Batched like
+        ``score``."""
         if not sources:
             return []
         pre = self.target_prefix
         n = len(pre)
-        prefixes = [pre + list(t) for t in targets]
-        # min_decoding_length=0: otherwise </s> is masked at the first step and the
-        # first row is not the model's distribution.
-        results = self.translator.translate_batch(
-            list(sources), target_prefix=prefixes, max_batch_size=self.opts.max_batch_tokens,
-            batch_type="tokens", beam_size=1, return_logits_vocab=True, min_decoding_length=0,
-            max_decoding_length=max(len(p) for p in prefixes) + 1)
-        self._count("next_token", len(sources))
-        out = []
-        for r, t in zip(results, targets):
-            logits = np.asarray(r.logits[0], dtype=np.float64)[n:n + len(t) + 1]
-            m = logits.max(axis=1, keepdims=True)
-            lse = m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True))  # log-softmax over the vocabulary
-            ids = np.array([self.token_id(x) for x in t], dtype=np.int64)
-            token_lp = logits[np.arange(len(t)), ids] - lse[: len(t), 0]
-            cols = logits - lse if columns is None else logits[:, list(columns)] - lse
-            out.append((token_lp, cols))
+        out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(sources)
+        for group in length_groups([len(t) for t in targets], [len(s) for s in sources],
+                                   max_tokens or self.opts.max_batch_tokens):
+            prefixes = [pre + list(targets[k]) for k in group]
+            # min_decoding_length=0: otherwise </s> is masked at the first step and the
+            # first row is not the model's distribution. max_batch_size=0: the group is the batch.
+            results = self.translator.translate_batch(
+                [sources[k] for k in group], target_prefix=prefixes, max_batch_size=0, beam_size=1,
+                return_logits_vocab=True, min_decoding_length=0,
+                max_decoding_length=max(len(p) for p in prefixes) + 1)
+            self._count("next_token", len(group))
+            for k, r in zip(group, results):
+                t = targets[k]
+                logits = np.asarray(r.logits[0], dtype=np.float32)[n:n + len(t) + 1]
+                m = logits.max(axis=1, keepdims=True)
+                # log-softmax over the vocabulary, the normaliser summed in float64
+                lse = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True, dtype=np.float64))).astype(np.float64)
+                ids = np.array([self.token_id(x) for x in t], dtype=np.int64)
+                token_lp = logits[np.arange(len(t)), ids].astype(np.float64) - lse[: len(t), 0]
+                cols = (logits if columns is None else logits[:, list(columns)]) - lse
+                out[k] = (token_lp, cols)
         return out
+
+
+def length_groups(target_lengths: Sequence[int], source_lengths: Sequence[int], max_tokens: int
+                  ) -> list[list[int]]:
+    """Indices grouped into batches of similar length: sorted by (target, source)
+    length, each batch at most ``max_tokens`` padded tokens on its longer side (and at
+    least one sequence)."""
+    order = sorted(range(len(target_lengths)), key=lambda k: (target_lengths[k], source_lengths[k]))
+    groups: list[list[int]] = []
+    group: list[int] = []
+    longest = 0
+    for k in order:
+        size = max(target_lengths[k], source_lengths[k])
+        if group and max(longest, size) * (len(group) + 1) > max_tokens:
+            groups.append(group)
+            group, longest = [], 0
+        group.append(k)
+        longest = max(longest, size)
+    if group:
+        groups.append(group)
+    return groups
 
 
 def load_backend(opts: MTOptions) -> MTBackend:
