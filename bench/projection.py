@@ -112,7 +112,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tgt-lang", default=None)
     ap.add_argument("--beam-size", type=int, default=4)
     ap.add_argument("--max-len", type=int, default=96, help="max_decoding_length (pieces)")
-    ap.add_argument("--batch", type=int, default=64, help="sentences per projection call")
+    ap.add_argument("--batch", type=int, default=1024,
+                    help="sentences per projection call (the NER reader's Beam batch: 1024 rows)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto (CTranslate2 device)")
     ap.add_argument("--compute-type", default="default", help="CTranslate2 compute type (int8, float16, ...)")

@@ -35,6 +35,10 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 log = logging.getLogger(__name__)
 CONVENTIONS = ("nllb", "m2m100", "marian")
+DEVICES = ("cpu", "cuda", "auto")  # CTranslate2's devices ("auto": CUDA when there is one)
+# CTranslate2's compute types; which of them a device supports is checked when the model loads
+COMPUTE_TYPES = ("default", "auto", "float32", "float16", "bfloat16", "int8", "int8_float32", "int8_float16",
+                 "int8_bfloat16", "int16")
 SPACE = "\u2581"  # SentencePiece's word-start marker
 
 
@@ -51,8 +55,9 @@ class MTOptions(BaseModel):
     tgt_lang: str | None = None
     sp_model: str | None = None  # default: the SentencePiece model found in the model directory
     tgt_sp_model: str | None = None  # marian with separate target.spm
-    device: str = "cpu"
-    compute_type: str = "default"
+    device: str = "cpu"  # cpu | cuda | auto
+    device_index: int | tuple[int, ...] = 0  # GPU(s) to load on (a tuple: one model copy per GPU)
+    compute_type: str = "default"  # e.g. int8 on CPU, float16 or int8_float16 on CUDA
     inter_threads: int = 1
     intra_threads: int = 0
     max_batch_tokens: int = 4096  # batch_type="tokens"
@@ -71,6 +76,27 @@ class MTOptions(BaseModel):
     def _convention(cls, v: str) -> str:
         if v not in CONVENTIONS:
             raise ValueError(f"mt.convention must be one of {CONVENTIONS}, got {v!r}")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v not in DEVICES:
+            raise ValueError(f"mt.device must be one of {DEVICES}, got {v!r}")
+        return v
+
+    @field_validator("compute_type")
+    @classmethod
+    def _compute_type(cls, v: str) -> str:
+        if v not in COMPUTE_TYPES:
+            raise ValueError(f"mt.compute_type must be one of {COMPUTE_TYPES}, got {v!r}")
+        return v
+
+    @field_validator("device_index")
+    @classmethod
+    def _device_index(cls, v):
+        if any(i < 0 for i in ((v,) if isinstance(v, int) else v)) or v == ():
+            raise ValueError(f"mt.device_index must be a GPU number >= 0 (or several), got {v!r}")
         return v
 
 
@@ -93,6 +119,23 @@ def language_token(convention: str, lang: str | None, side: str) -> str | None:
     if convention == "m2m100" and not (lang.startswith("__") and lang.endswith("__")):
         return f"__{lang}__"
     return lang
+
+
+def check_device(device: str, compute_type: str) -> None:
+    """Fail with a clear message before CTranslate2 does with a cryptic one: CUDA asked
+    for and not usable here, or a compute type the device cannot run."""
+    import ctranslate2
+
+    if device == "cuda" and ctranslate2.get_cuda_device_count() == 0:
+        raise RuntimeError("mt.device=cuda: CTranslate2 finds no usable CUDA device here (no GPU, or a driver "
+                           "older than its CUDA runtime); use device=cpu or auto")
+    resolved = "cuda" if device == "auto" and ctranslate2.get_cuda_device_count() > 0 else \
+        ("cpu" if device == "auto" else device)
+    if compute_type not in ("default", "auto"):
+        supported = ctranslate2.get_supported_compute_types(resolved)
+        if compute_type not in supported:
+            raise ValueError(f"mt.compute_type={compute_type} is not supported on {resolved} here "
+                             f"(supported: {', '.join(sorted(supported))})")
 
 
 def _find_sp(model_dir: str, names: Sequence[str]) -> str | None:
@@ -133,8 +176,10 @@ class MTBackend:
         self.opts = opts
         if not os.path.isdir(opts.model):
             raise FileNotFoundError(f"mt.model: {opts.model} is not a CTranslate2 model directory")
-        self.translator = ctranslate2.Translator(opts.model, device=opts.device, compute_type=opts.compute_type,
-                                                 inter_threads=opts.inter_threads, intra_threads=opts.intra_threads)
+        check_device(opts.device, opts.compute_type)
+        self.translator = ctranslate2.Translator(opts.model, device=opts.device, device_index=list(
+            (opts.device_index,) if isinstance(opts.device_index, int) else opts.device_index),
+            compute_type=opts.compute_type, inter_threads=opts.inter_threads, intra_threads=opts.intra_threads)
         src_sp = opts.sp_model or _find_sp(opts.model, ("sentencepiece.bpe.model", "spm.model", "source.spm"))
         if src_sp is None:
             raise FileNotFoundError(f"mt.sp_model: no SentencePiece model given or found in {opts.model}")

@@ -38,6 +38,15 @@ Request = tuple  # (source, [("score" | "along", target), ...]): one round's ask
 # float32 log-probs carry ~1e-6 of rounding: the complement bound is taken from a
 # log-prob lowered by this much, so it stays an upper bound (log(1e-4) at most when p ~ 1).
 LOGPROB_NOISE = 1e-4
+# float16 / bfloat16 compute (a GPU's usual choice) rounds a log-prob near 10 by ~0.01
+HALF_PRECISION_NOISE, HALF_PRECISION_MARGIN = 2e-2, 5e-2
+
+
+def tolerances(compute_type: str, margin: float) -> tuple[float, float]:
+    """(per-log-prob noise, margin on summed scores) for the compute type the model runs in."""
+    if "float16" in compute_type:  # float16, bfloat16, int8_float16, int8_bfloat16
+        return HALF_PRECISION_NOISE, max(margin, HALF_PRECISION_MARGIN)
+    return LOGPROB_NOISE, margin
 
 
 @dataclass
@@ -68,8 +77,8 @@ def guess_placement(bounds: Sequence[int], first: int, last: int) -> tuple[int, 
 
 def constrained_search(source: list[str], template: list[str], opens: list[str], closes: list[str],
                        kind: str = "word", exhaustive: bool = False, chunk: int = 1, margin: float = 1e-3,
-                       guess: tuple[int, int] | None = None, ids: dict | None = None
-                       ) -> Generator[Request, object, SearchResult]:
+                       guess: tuple[int, int] | None = None, ids: dict | None = None,
+                       noise: float = LOGPROB_NOISE) -> Generator[Request, object, SearchResult]:
     """Best marker placement for one entity (a generator: yields model requests, is
     sent their answers, returns a SearchResult).
 
@@ -79,7 +88,8 @@ def constrained_search(source: list[str], template: list[str], opens: list[str],
     piece). Every node is expanded by scoring its representative placement, which
     bounds its branches by complement; with ``ids``, the branches that bound cannot
     prune are bounded again exactly by one ``along`` request over the representative's
-    prefix up to the last of them (the model's next-token log-probs there)."""
+    prefix up to the last of them (the model's next-token log-probs there). ``noise``:
+    how far a log-prob may be off by rounding (see ``tolerances``)."""
     b = boundaries(template, kind)
     res = SearchResult(None)
     if len(b) < 2:
@@ -156,7 +166,7 @@ def constrained_search(source: list[str], template: list[str], opens: list[str],
                 if seq[k] == token:  # not a branch after all (a marker piece inside the template)
                     bound = prefix[k + 1]
                 else:  # the branch token has at most the mass the representative's token left
-                    bound = prefix[k] + math.log(-math.expm1(lp[k] - LOGPROB_NOISE))
+                    bound = prefix[k] + math.log(-math.expm1(lp[k] - noise))
                 bounded.append((bound, k, token_id, child))
             open_branches.append((prefix, seq, bounded))
         if ids is not None:  # exact bounds where the complement cannot prune
@@ -214,6 +224,8 @@ def project_constrained(projector, texts, spans, templates, trans_scores, fixed)
     o, fw = projector.opts, projector.fw
     opens, closes = projector.opens, projector.closes
     fixed_ids = {"open": fw.token_id(opens[0]), "close": fw.token_id(closes[0])}
+    translator = getattr(fw, "translator", None)  # the compute type it actually runs in (default/auto resolved)
+    noise, margin = tolerances(translator.compute_type if translator is not None else "float32", o.margin)
     jobs, searches = [], []
     for row, (text, ents) in enumerate(zip(texts, spans)):
         tpl = templates[row]
@@ -223,7 +235,7 @@ def project_constrained(projector, texts, spans, templates, trans_scores, fixed)
             src = fw.source_tokens(mark(text, [ent], o.open_marker, o.close_marker))
             jobs.append((row, e))
             searches.append(constrained_search(src, tpl.tokens, opens, closes, o.boundaries, o.exhaustive,
-                                               o.score_chunk, o.margin, hull[:2] if hull else None, ids))
+                                               o.score_chunk, margin, hull[:2] if hull else None, ids, noise))
     found = run_searches(fw, searches, o.batch_tokens)
     by_row: dict[int, list] = {}
     for (row, e), res in zip(jobs, found):
