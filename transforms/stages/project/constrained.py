@@ -173,13 +173,13 @@ def constrained_search(source: list[str], template: list[str], opens: list[str],
             asks = []
             for prefix, seq, bounded in open_branches:
                 live = [k for bound, k, _, _ in bounded if bound >= best - margin]
-                if live:
-                    asks.append((prefix, bounded, seq[:max(live) + 1]))
+                if live:  # the distribution at position k comes after seq[:k]: the prefix up to the last
+                    asks.append((prefix, bounded, seq[:max(live)]))
             if asks:
                 rows = yield (source, [("along", prefix_seq) for _, _, prefix_seq in asks])
                 res.sequences += len(asks)
                 for (prefix, bounded, prefix_seq), (_token_lp, dist) in zip(asks, rows):
-                    bounded[:] = [(min(bound, prefix[k] + float(dist[k, token_id])) if k < len(prefix_seq)
+                    bounded[:] = [(min(bound, prefix[k] + float(dist[k, token_id])) if k <= len(prefix_seq)
                                    else bound, k, token_id, child) for bound, k, token_id, child in bounded]
         for _prefix, _seq, bounded in open_branches:
             for bound, _k, _id, child in bounded:
