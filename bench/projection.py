@@ -114,12 +114,13 @@ def main(argv=None) -> int:
     ap.add_argument("--max-len", type=int, default=96, help="max_decoding_length (pieces)")
     ap.add_argument("--batch", type=int, default=1024,
                     help="sentences per projection call (the NER reader's Beam batch: 1024 rows)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="CTranslate2 intra_threads (threads per batch)")
+    ap.add_argument("--inter-threads", type=int, default=1, help="CTranslate2 inter_threads (batches side by side)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto (CTranslate2 device)")
     ap.add_argument("--compute-type", default="default", help="CTranslate2 compute type (int8, float16, ...)")
     ap.add_argument("--max-batch-tokens", type=int, default=4096, help="translation batch (tokens)")
     ap.add_argument("--batch-tokens", type=int, default=None,
-                    help="constrained: tokens per scoring batch (default: ProjectionOptions' default)")
+                    help="constrained: tokens per scoring batch (default: 512 on CPU, --max-batch-tokens on GPU)")
     ap.add_argument("--bounds", default="logits", choices=["logits", "scores"], help="constrained search bounds")
     ap.add_argument("--repeats", type=int, default=3,
                     help="timed runs of raw translation and constrained, interleaved; the fastest of each counts")
@@ -140,6 +141,7 @@ def main(argv=None) -> int:
     src_lang = args.src_lang or meta.get("src_lang", None if conv == "marian" else sp.SRC_LANG)
     tgt_lang = args.tgt_lang or meta.get("tgt_lang", None if conv == "marian" else sp.TGT_LANG)
     opts = MTOptions(args.model, conv, src_lang, tgt_lang, beam_size=args.beam_size, intra_threads=args.threads,
+                     inter_threads=args.inter_threads,
                      max_decoding_length=args.max_len, source_eos=args.source_eos or meta.get("source_eos", False),
                      device=args.device, compute_type=args.compute_type, max_batch_tokens=args.max_batch_tokens)
     fw = MTBackend(opts)
@@ -148,7 +150,7 @@ def main(argv=None) -> int:
     spans = [[{"start": s, "end": e, "label": lab} for s, e, lab in p.src_spans] for p in pairs]
     n_ents = sum(len(s) for s in spans)
     print(f"{len(pairs)} held-out sentences ({args.split}, seed {args.seed}), {n_ents} entities; model {args.model} "
-          f"({conv}, {src_lang}->{tgt_lang}, beam {args.beam_size}, {args.threads} threads, "
+          f"({conv}, {src_lang}->{tgt_lang}, beam {args.beam_size}, {args.threads} x {args.inter_threads} threads, "
           f"{fw.translator.device} {fw.translator.compute_type})", flush=True)
 
     def projector(method, exhaustive=False):

@@ -282,15 +282,17 @@ class MTBackend:
             return []
         pre = self.target_prefix
         out: list[np.ndarray | None] = [None] * len(sources)
-        for group in length_groups([len(t) for t in targets], [len(s) for s in sources],
-                                   max_tokens or self.opts.max_batch_tokens):
-            # max_batch_size=0: the group is the batch (CTranslate2 would re-sort by source length only)
-            results = self.translator.score_batch(
-                [sources[k] for k in group], [pre + list(targets[k]) for k in group], max_batch_size=0,
-                offset=len(pre))
+        groups = length_groups([len(t) for t in targets], [len(s) for s in sources],
+                               max_tokens or self.opts.max_batch_tokens)
+        # max_batch_size=0: the group is the batch (CTranslate2 would re-sort by source length only);
+        # asynchronous: the groups run side by side on the translator's inter_threads workers
+        pending = [self.translator.score_batch(
+            [sources[k] for k in group], [pre + list(targets[k]) for k in group], max_batch_size=0,
+            offset=len(pre), asynchronous=True) for group in groups]
+        for group, results in zip(groups, pending):
             self._count("score", len(group))
             for k, r in zip(group, results):
-                out[k] = np.asarray(r.log_probs, dtype=np.float64)
+                out[k] = np.asarray(r.result().log_probs, dtype=np.float64)
         return out
 
     def next_token_logprobs(self, sources: Sequence[list[str]], targets: Sequence[list[str]],
@@ -312,17 +314,21 @@ class MTBackend:
         pre = self.target_prefix
         n = len(pre)
         out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(sources)
-        for group in length_groups([len(t) for t in targets], [len(s) for s in sources],
-                                   max_tokens or self.opts.max_batch_tokens):
+        groups = length_groups([len(t) for t in targets], [len(s) for s in sources],
+                               max_tokens or self.opts.max_batch_tokens)
+        pending = []
+        for group in groups:
             prefixes = [pre + list(targets[k]) for k in group]
             # min_decoding_length=0: otherwise </s> is masked at the first step and the
             # first row is not the model's distribution. max_batch_size=0: the group is the batch.
-            results = self.translator.translate_batch(
+            pending.append(self.translator.translate_batch(
                 [sources[k] for k in group], target_prefix=prefixes, max_batch_size=0, beam_size=1,
                 return_logits_vocab=True, min_decoding_length=0,
-                max_decoding_length=max(len(p) for p in prefixes) + 1)
+                max_decoding_length=max(len(p) for p in prefixes) + 1, asynchronous=True))
+        for group, results in zip(groups, pending):
             self._count("next_token", len(group))
             for k, r in zip(group, results):
+                r = r.result()
                 t = targets[k]
                 logits = np.asarray(r.logits[0], dtype=np.float32)[n:n + len(t) + 1]
                 m = logits.max(axis=1, keepdims=True)

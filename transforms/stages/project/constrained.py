@@ -38,6 +38,7 @@ Request = tuple  # (source, [("score" | "along", target), ...]): one round's ask
 # float32 log-probs carry ~1e-6 of rounding: the complement bound is taken from a
 # log-prob lowered by this much, so it stays an upper bound (log(1e-4) at most when p ~ 1).
 LOGPROB_NOISE = 1e-4
+CPU_BATCH_TOKENS = 512  # CPU scoring batches: small ones ran faster than 2k-16k (bench/projection.py)
 # float16 / bfloat16 compute (a GPU's usual choice) rounds a log-prob near 10 by ~0.01
 HALF_PRECISION_NOISE, HALF_PRECISION_MARGIN = 2e-2, 5e-2
 
@@ -224,8 +225,9 @@ def project_constrained(projector, texts, spans, templates, trans_scores, fixed)
     o, fw = projector.opts, projector.fw
     opens, closes = projector.opens, projector.closes
     fixed_ids = {"open": fw.token_id(opens[0]), "close": fw.token_id(closes[0])}
-    translator = getattr(fw, "translator", None)  # the compute type it actually runs in (default/auto resolved)
-    noise, margin = tolerances(translator.compute_type if translator is not None else "float32", o.margin)
+    translator = fw.translator  # where and in which compute type it actually runs (default/auto resolved)
+    noise, margin = tolerances(translator.compute_type, o.margin)
+    batch_tokens = o.batch_tokens or (CPU_BATCH_TOKENS if translator.device == "cpu" else fw.opts.max_batch_tokens)
     jobs, searches = [], []
     for row, (text, ents) in enumerate(zip(texts, spans)):
         tpl = templates[row]
@@ -236,7 +238,7 @@ def project_constrained(projector, texts, spans, templates, trans_scores, fixed)
             jobs.append((row, e))
             searches.append(constrained_search(src, tpl.tokens, opens, closes, o.boundaries, o.exhaustive,
                                                o.score_chunk, margin, hull[:2] if hull else None, ids, noise))
-    found = run_searches(fw, searches, o.batch_tokens)
+    found = run_searches(fw, searches, batch_tokens)
     by_row: dict[int, list] = {}
     for (row, e), res in zip(jobs, found):
         by_row.setdefault(row, []).append((e, res))

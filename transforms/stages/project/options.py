@@ -36,9 +36,9 @@ class ProjectionOptions(StageOptions):
     # "scores": score_batch only, each branch bounded by the mass the scored token left
     # (looser, but nothing vocabulary-sized: for very large vocabularies). Same answers.
     bounds: str = "logits"
-    # constrained: padded tokens per scoring batch (sequences grouped by length); small
-    # batches are faster on CPU, a GPU wants larger ones. None: the model's max_batch_tokens.
-    batch_tokens: int | None = 512
+    # constrained: padded tokens per scoring batch (sequences grouped by length). None: 512
+    # on CPU (small batches are faster there), the model's max_batch_tokens on a GPU.
+    batch_tokens: int | None = None
     fuzzy_threshold: float = 0.0  # marker: minimum rapidfuzz ratio of a fuzzy match (0-100)
     beam_size: int | None = None  # translation beam (default: the backend's)
     mt: MTOptions | None = Field(None, exclude=True, description="source -> target translation model")
