@@ -15,7 +15,8 @@ model, and agreement of the answers.
 The speed ratio (constrained sentences/s over raw translate_batch sentences/s, same
 sentences, same translator) comes from ``--repeats`` runs of each taken in turns, the
 fastest of each, so that a shared machine's load hits both alike; the CPU-time ratio
-is printed beside it. ``--device cuda --compute-type float16`` runs it on a GPU
+is printed beside it. One CTranslate2 thread by default (``--threads``): a Beam job runs
+one worker per core. ``--device cuda [--compute-type float16]`` runs it on a GPU
 (``bench/projection_gpu.sh``). Last line:
 
     RESULT constrained_f1=F marker_f1=F alignment_f1=F speed_ratio=R agreement=A
@@ -114,7 +115,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-len", type=int, default=96, help="max_decoding_length (pieces)")
     ap.add_argument("--batch", type=int, default=1024,
                     help="sentences per projection call (the NER reader's Beam batch: 1024 rows)")
-    ap.add_argument("--threads", type=int, default=2, help="CTranslate2 intra_threads (threads per batch)")
+    # one thread per model by default: Beam runs one worker per core, so a worker's per-core
+    # speed is what a job gets (--threads 2 lets raw translation's large batches use both cores)
+    ap.add_argument("--threads", type=int, default=1, help="CTranslate2 intra_threads (threads per batch)")
     ap.add_argument("--inter-threads", type=int, default=1, help="CTranslate2 inter_threads (batches side by side)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto (CTranslate2 device)")
     ap.add_argument("--compute-type", default="default", help="CTranslate2 compute type (int8, float16, ...)")
@@ -129,6 +132,7 @@ def main(argv=None) -> int:
     ap.add_argument("--score-chunk", type=int, default=1, help="constrained: placements scored per request")
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))  # before CTranslate2 loads
 
     from bench import synthetic_pair as sp
     from xlcorpus.transforms.backends.mt import MTBackend, MTOptions
@@ -249,5 +253,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
     sys.exit(main())
