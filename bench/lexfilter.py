@@ -2,7 +2,7 @@
 
     taskset -c 0 python -P bench/lexfilter.py [--lexicon-words 50000] [--batch 4096]
         [--cold-batches 3] [--stream-sentences 100000] [--brute-sample 800] [--seed 0]
-        [--modes exact,distance=0.5,edits=1,edits=2]
+        [--modes exact,distance=0.5,edits=1,edits=2] [--max-deletes 2] [--before-deletes 1]
 
 (``-P``: keeps ``bench/`` off ``sys.path``, where ``bench/tokenize.py`` would shadow the
 standard library's ``tokenize``.)
@@ -32,6 +32,10 @@ process, so other processes on the machine do not count; run under ``taskset -c 
   tokens come, and with the same per-batch unique-word cache; the ratio of the stage to it;
 - identical results: nearest distances on every sampled word, and sentence scores on 300
   sentences recomputed from brute-force word distances.
+
+With the exact mode, the last line is ``RESULT exact_tokens_per_s=N identical=true|false
+before_tokens_per_s=B brute_tokens_per_s=R``: the cold per-core rate (issue 14's target:
+300k), the same with the deletion depth used before issue 14, and brute force.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ SHIFTS = [("t", "d"), ("l", "r"), ("v", "w"), ("o", "u"), ("sh", "s"), ("ch", "s
 PREFIXES = "ni u a tu m wa ki vi ku li ya za na ha".split()
 SUFFIXES = "ni a wa ia ika isha eni o ye".split()
 TARGET = 1_000_000
+EXACT_TARGET = 300_000  # issue 14: exact nearest distance, cold, per core
 
 
 def pseudo_word(rng: random.Random, onsets, vowels, lo: int = 2, hi: int = 14) -> str:
@@ -140,13 +145,24 @@ def cpu() -> float:
     return time.process_time()
 
 
+def cold_rate(scorer: SentenceScorer, batches: list[pa.Array]) -> float:
+    """Tokens per CPU-second of the stage core on these batches, per-batch cache only."""
+    tokens, spent = 0, 0.0
+    for b in batches:
+        tokens += len(tokenize_batch(b)[0])
+        t = cpu()
+        scorer.score(b)
+        spent += cpu() - t
+    return tokens / spent
+
+
 def bench_mode(mode: str, lexicon: Lexicon, batches: list[list[str]], cold: int, brute_sample: int,
-               seed: int) -> dict:
+               seed: int, max_deletes: int) -> dict:
     caps = parse_mode(mode)
     print(f"\n== mode {mode}: max_word_distance={caps['max_word_distance']}, "
-          f"max_word_edits={caps['max_word_edits']}")
+          f"max_word_edits={caps['max_word_edits']}, max_deletes={max_deletes}")
     t = cpu()
-    scorer = SentenceScorer(lexicon, memo_size=0, **caps)
+    scorer = SentenceScorer(lexicon, memo_size=0, max_deletes=max_deletes, **caps)
     print(f"index build: {cpu() - t:.2f} s CPU (once per worker)")
 
     # 1. cold: per-batch unique-word cache only
@@ -177,7 +193,7 @@ def bench_mode(mode: str, lexicon: Lexicon, batches: list[list[str]], cold: int,
           f"tokenise + means {cold_time - search_time:.2f} s)")
 
     # 2. stream with the per-worker memo
-    memo_scorer = SentenceScorer(lexicon, memo_size=200_000, **caps)
+    memo_scorer = SentenceScorer(lexicon, memo_size=200_000, max_deletes=max_deletes, **caps)
     seen: set[str] = set()
     rows = []
     for i, b in enumerate(batches):
@@ -250,6 +266,9 @@ def main(argv=None) -> None:
     ap.add_argument("--brute-sample", type=int, default=800, help="unique words per batch timed by brute force")
     ap.add_argument("--modes", default="exact,distance=0.5,edits=1,edits=2")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-deletes", type=int, default=2, help="deletion-index depth (the stage's default)")
+    ap.add_argument("--before-deletes", type=int, default=1,
+                    help="depth before issue 14, timed cold on the same batches for the exact mode")
     args = ap.parse_args(argv)
 
     lexicon = make_lexicon(args.lexicon_words, random.Random(args.seed))
@@ -261,13 +280,23 @@ def main(argv=None) -> None:
     first, _ = tokenize_batch(batches[0])
     print(f"candidates: {len(sentences):,} sentences in {len(batches)} batches of {args.batch}; first batch "
           f"{len(first):,} tokens, {len(set(first.to_pylist())) / len(first):.1%} unique")
-    results = [bench_mode(m, lexicon, batches, args.cold_batches, args.brute_sample, args.seed)
+    results = [bench_mode(m, lexicon, batches, args.cold_batches, args.brute_sample, args.seed, args.max_deletes)
                for m in args.modes.split(",")]
     print(f"\n{'mode':22s} {'cold':>12s} {'stream+memo':>12s} {'median batch':>13s} {'brute(cache)':>13s}  "
           f"identical  >= {TARGET:,}/s (stream)")
     for r in results:
         print(f"{r['mode']:22s} {r['cold']:12,.0f} {r['stream']:12,.0f} {r['median']:13,.0f} {r['brute']:13,.0f}  "
               f"{r['identical']!s:9s}  {'met' if r['stream'] >= TARGET else 'NOT met'}")
+    exact = next((r for r in results if r["mode"] == "exact"), None)
+    if exact is not None:
+        before = cold_rate(SentenceScorer(lexicon, memo_size=0, max_deletes=args.before_deletes),
+                           batches[:args.cold_batches])
+        print(f"\nexact, cold, per core: {exact['cold']:,.0f} tokens/s (target >= {EXACT_TARGET:,}: "
+              f"{'met' if exact['cold'] >= EXACT_TARGET else 'NOT met'}); max_deletes={args.before_deletes} (before "
+              f"issue 14) on the same batches {before:,.0f} ({exact['cold'] / before:.2f}x); brute-force cdist "
+              f"{exact['brute']:,.0f} ({exact['cold'] / exact['brute']:.1f}x)")
+        print(f"RESULT exact_tokens_per_s={exact['cold']:.0f} identical={str(exact['identical']).lower()} "
+              f"before_tokens_per_s={before:.0f} brute_tokens_per_s={exact['brute']:.0f}")
 
 
 if __name__ == "__main__":

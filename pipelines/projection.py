@@ -173,10 +173,12 @@ def run_from_args(args, beam_args: list[str], console) -> int:
                          max_batch_tokens=args.max_batch_tokens, source_eos=not args.no_source_eos)
 
     labels = tuple(x.strip() for x in args.labels.split(",") if x.strip()) if args.labels else ()
+    # constrained-search knobs, taken when the command line has them (--bounds, --batch-tokens)
+    search = {k: getattr(args, k) for k in ("bounds", "batch_tokens") if getattr(args, k, None) is not None}
     job = ProjectionJob(
         inputs=args.input, output=args.output, overwrite=args.overwrite,
         projection=ProjectionOptions(method=args.method, mode=args.mode, labels=labels, exhaustive=args.exhaustive,
-                                     mt=mt(args.model),
+                                     **search, mt=mt(args.model),
                                      reverse_mt=mt(args.reverse_model, True) if args.reverse_model else None,
                                      predictor=args.predictor),
         reader=ner_inputs.NerReaderOptions(format=args.format, require_spans=args.mode == "translate-train"))

@@ -122,3 +122,61 @@ def test_language_checks(tmp_path):
     rev = fw.reversed()
     assert rev.source_tokens("a")[0] == "xxx_Latn" and rev.target_prefix == ["eng_Latn"]
     assert fw.source_tokens("a")[0] == "eng_Latn"
+
+
+def test_length_groups_sort_and_cap_padded_tokens():
+    targets = [9, 2, 5, 2, 9, 30]
+    sources = [8, 3, 6, 1, 12, 4]
+    groups = mb.length_groups(targets, sources, 24)
+    assert sorted(k for g in groups for k in g) == list(range(6))
+    flat = [k for g in groups for k in g]
+    assert [targets[k] for k in flat] == sorted(targets)  # shortest targets first, similar lengths together
+    for g in groups:  # padded tokens on the longer side stay within the budget, unless one sequence alone is longer
+        assert len(g) == 1 or max(max(targets[k], sources[k]) for k in g) * len(g) <= 24
+    assert groups[-1] == [5]  # 30 tokens: a batch of its own
+
+
+def test_device_and_compute_type_options():
+    """The GPU path's options are checked where they are given; CI has no GPU."""
+    with pytest.raises(ValueError, match="device"):
+        mb.MTOptions("m", "nllb", device="tpu")
+    with pytest.raises(ValueError, match="compute_type"):
+        mb.MTOptions("m", "nllb", compute_type="float8")
+    with pytest.raises(ValueError, match="device_index"):
+        mb.MTOptions("m", "nllb", device_index=-1)
+    o = mb.MTOptions("m", "nllb", device="cuda", compute_type="int8_float16", device_index=(0, 1))
+    assert (o.device, o.compute_type, o.device_index) == ("cuda", "int8_float16", (0, 1))
+
+
+def test_device_and_compute_type_reach_ctranslate2(tmp_path):
+    import ctranslate2
+
+    model = tiny_model(tmp_path, "marian")
+    fw = mb.MTBackend(mb.MTOptions(model, "marian", compute_type="int8"))
+    assert fw.translator.device == "cpu" and fw.translator.compute_type.startswith("int8")
+    assert fw.translator.device_index == [0]
+    assert fw.translate([fw.source_tokens("Maria saw the river")])[0].tokens  # and it runs quantized
+    fw32 = mb.MTBackend(mb.MTOptions(model, "marian", compute_type="float32", device="auto"))
+    expected = "cuda" if ctranslate2.get_cuda_device_count() else "cpu"
+    assert fw32.translator.device == expected and fw32.translator.compute_type == "float32"
+    if "float16" not in ctranslate2.get_supported_compute_types("cpu"):
+        with pytest.raises(ValueError, match="not supported on cpu"):
+            mb.MTBackend(mb.MTOptions(model, "marian", compute_type="float16"))
+    if ctranslate2.get_cuda_device_count() == 0:
+        with pytest.raises(RuntimeError, match="no usable CUDA device"):
+            mb.MTBackend(mb.MTOptions(model, "marian", device="cuda"))
+
+
+@pytest.mark.skipif("not __import__('ctranslate2').get_cuda_device_count()", reason="needs a CUDA device")
+def test_cuda_scores_match_cpu(tmp_path):
+    """On a GPU: the same model scores the same targets as on the CPU (float32)."""
+    model = tiny_model(tmp_path, "nllb")
+    src, tgt = ("eng_Latn", "xxx_Latn")
+    cpu = mb.MTBackend(mb.MTOptions(model, "nllb", src, tgt, compute_type="float32"))
+    gpu = mb.MTBackend(mb.MTOptions(model, "nllb", src, tgt, device="cuda", compute_type="float32"))
+    s = [cpu.source_tokens("Maria saw the river")]
+    t = [cpu.target_pieces("the man went to Kavia")]
+    np.testing.assert_allclose(gpu.score(s, t)[0], cpu.score(s, t)[0], atol=1e-3)
+    (tok_c, dist_c), (tok_g, dist_g) = cpu.along(s, t)[0], gpu.along(s, t)[0]
+    np.testing.assert_allclose(tok_g, tok_c, atol=1e-3)
+    np.testing.assert_allclose(dist_g, dist_c, atol=1e-3)

@@ -81,20 +81,22 @@ class Encoded:
                                 [i.rsplit("#", 1)[0] for i in col("id")])
 
 
-def encode_words(sp, sentences: list[list[str]], pad_id: int = 3) -> Encoded:
+def encode_words(sp, sentences: list[list[str]], word_labels: list[list[int]] | None = None,
+                 pad_id: int = 3) -> Encoded:
     """Whitespace words -> one ``[bos] pieces [eos]`` row per sentence, the first piece
-    of each word marked as labelled (label 0): the layout ``finetune --task ner`` writes
-    (tests/test_downstream.py checks it against the CLI), for texts that have no tags
-    yet (translate-test's English translations). No windows: rows are as long as needed."""
+    of each word carrying its label (``word_labels``, else 0): the layout ``finetune
+    --task ner`` writes (tests/test_downstream.py checks it against the CLI), for texts
+    that have no dataset yet (translate-test's English translations). No windows: rows
+    are as long as needed."""
     flat = [w for ws in sentences for w in ws]
     pieces = sp.encode(flat) if flat else []
     rows, labels, wids, at = [], [], [], 0
-    for ws in sentences:
+    for k, ws in enumerate(sentences):
         ids, lab, wid = [sp.bos_id()], [IGNORE_INDEX], [-1]
         for w, p in enumerate(pieces[at:at + len(ws)]):
             p = p or [sp.unk_id()]
             ids += p
-            lab += [0] + [IGNORE_INDEX] * (len(p) - 1)
+            lab += [word_labels[k][w] if word_labels is not None else 0] + [IGNORE_INDEX] * (len(p) - 1)
             wid += [w] * len(p)
         at += len(ws)
         rows.append(ids + [sp.eos_id()])
@@ -125,7 +127,9 @@ def train_tagger(data: Encoded, cfg: TaggerConfig, seed: int, device: str | None
     ids, lengths, labels = (torch.from_numpy(a) for a in (data.input_ids, data.lengths, data.labels))
     n = len(ids)
     steps = cfg.epochs * ((n + cfg.batch_size - 1) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.1)
+    # warm-up over a tenth of the steps, at least two (OneCycleLR divides by zero below that)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 4),
+                                                pct_start=max(0.1, 2 / max(steps, 4)))
     t0, losses = time.perf_counter(), []
     model.train()
     for epoch in range(cfg.epochs):

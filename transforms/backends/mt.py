@@ -35,6 +35,10 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 log = logging.getLogger(__name__)
 CONVENTIONS = ("nllb", "m2m100", "marian")
+DEVICES = ("cpu", "cuda", "auto")  # CTranslate2's devices ("auto": CUDA when there is one)
+# CTranslate2's compute types; which of them a device supports is checked when the model loads
+COMPUTE_TYPES = ("default", "auto", "float32", "float16", "bfloat16", "int8", "int8_float32", "int8_float16",
+                 "int8_bfloat16", "int16")
 SPACE = "\u2581"  # SentencePiece's word-start marker
 
 
@@ -51,8 +55,9 @@ class MTOptions(BaseModel):
     tgt_lang: str | None = None
     sp_model: str | None = None  # default: the SentencePiece model found in the model directory
     tgt_sp_model: str | None = None  # marian with separate target.spm
-    device: str = "cpu"
-    compute_type: str = "default"
+    device: str = "cpu"  # cpu | cuda | auto
+    device_index: int | tuple[int, ...] = 0  # GPU(s) to load on (a tuple: one model copy per GPU)
+    compute_type: str = "default"  # e.g. int8 on CPU, float16 or int8_float16 on CUDA
     inter_threads: int = 1
     intra_threads: int = 0
     max_batch_tokens: int = 4096  # batch_type="tokens"
@@ -71,6 +76,27 @@ class MTOptions(BaseModel):
     def _convention(cls, v: str) -> str:
         if v not in CONVENTIONS:
             raise ValueError(f"mt.convention must be one of {CONVENTIONS}, got {v!r}")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v not in DEVICES:
+            raise ValueError(f"mt.device must be one of {DEVICES}, got {v!r}")
+        return v
+
+    @field_validator("compute_type")
+    @classmethod
+    def _compute_type(cls, v: str) -> str:
+        if v not in COMPUTE_TYPES:
+            raise ValueError(f"mt.compute_type must be one of {COMPUTE_TYPES}, got {v!r}")
+        return v
+
+    @field_validator("device_index")
+    @classmethod
+    def _device_index(cls, v):
+        if any(i < 0 for i in ((v,) if isinstance(v, int) else v)) or v == ():
+            raise ValueError(f"mt.device_index must be a GPU number >= 0 (or several), got {v!r}")
         return v
 
 
@@ -93,6 +119,23 @@ def language_token(convention: str, lang: str | None, side: str) -> str | None:
     if convention == "m2m100" and not (lang.startswith("__") and lang.endswith("__")):
         return f"__{lang}__"
     return lang
+
+
+def check_device(device: str, compute_type: str) -> None:
+    """Fail with a clear message before CTranslate2 does with a cryptic one: CUDA asked
+    for and not usable here, or a compute type the device cannot run."""
+    import ctranslate2
+
+    if device == "cuda" and ctranslate2.get_cuda_device_count() == 0:
+        raise RuntimeError("mt.device=cuda: CTranslate2 finds no usable CUDA device here (no GPU, or a driver "
+                           "older than its CUDA runtime); use device=cpu or auto")
+    resolved = "cuda" if device == "auto" and ctranslate2.get_cuda_device_count() > 0 else \
+        ("cpu" if device == "auto" else device)
+    if compute_type not in ("default", "auto"):
+        supported = ctranslate2.get_supported_compute_types(resolved)
+        if compute_type not in supported:
+            raise ValueError(f"mt.compute_type={compute_type} is not supported on {resolved} here "
+                             f"(supported: {', '.join(sorted(supported))})")
 
 
 def _find_sp(model_dir: str, names: Sequence[str]) -> str | None:
@@ -133,8 +176,10 @@ class MTBackend:
         self.opts = opts
         if not os.path.isdir(opts.model):
             raise FileNotFoundError(f"mt.model: {opts.model} is not a CTranslate2 model directory")
-        self.translator = ctranslate2.Translator(opts.model, device=opts.device, compute_type=opts.compute_type,
-                                                 inter_threads=opts.inter_threads, intra_threads=opts.intra_threads)
+        check_device(opts.device, opts.compute_type)
+        self.translator = ctranslate2.Translator(opts.model, device=opts.device, device_index=list(
+            (opts.device_index,) if isinstance(opts.device_index, int) else opts.device_index),
+            compute_type=opts.compute_type, inter_threads=opts.inter_threads, intra_threads=opts.intra_threads)
         src_sp = opts.sp_model or _find_sp(opts.model, ("sentencepiece.bpe.model", "spm.model", "source.spm"))
         if src_sp is None:
             raise FileNotFoundError(f"mt.sp_model: no SentencePiece model given or found in {opts.model}")
@@ -228,17 +273,27 @@ class MTBackend:
             out.append(Translation(tokens, float(r.scores[0]) if r.scores else 0.0, att))
         return out
 
-    def score(self, sources: Sequence[list[str]], targets: Sequence[list[str]]) -> list[np.ndarray]:
+    def score(self, sources: Sequence[list[str]], targets: Sequence[list[str]], max_tokens: int | None = None
+              ) -> list[np.ndarray]:
         """Per-token log-probs of each target (pieces, no prefix) given its source,
-        with the final </s> as the last entry: one ``score_batch`` call."""
+        with the final </s> as the last entry: one ``score_batch`` call per group of
+        similar lengths of at most ``max_tokens`` (default ``max_batch_tokens``) tokens."""
         if not sources:
             return []
         pre = self.target_prefix
-        results = self.translator.score_batch(
-            list(sources), [pre + list(t) for t in targets], max_batch_size=self.opts.max_batch_tokens,
-            batch_type="tokens", offset=len(pre))
-        self._count("score", len(sources))
-        return [np.asarray(r.log_probs, dtype=np.float64) for r in results]
+        out: list[np.ndarray | None] = [None] * len(sources)
+        groups = length_groups([len(t) for t in targets], [len(s) for s in sources],
+                               max_tokens or self.opts.max_batch_tokens)
+        # max_batch_size=0: the group is the batch (CTranslate2 would re-sort by source length only);
+        # asynchronous: the groups run side by side on the translator's inter_threads workers
+        pending = [self.translator.score_batch(
+            [sources[k] for k in group], [pre + list(targets[k]) for k in group], max_batch_size=0,
+            offset=len(pre), asynchronous=True) for group in groups]
+        for group, results in zip(groups, pending):
+            self._count("score", len(group))
+            for k, r in zip(group, results):
+                out[k] = np.asarray(r.result().log_probs, dtype=np.float64)
+        return out
 
     def next_token_logprobs(self, sources: Sequence[list[str]], targets: Sequence[list[str]],
                             columns: Sequence[int] | None = None) -> list[np.ndarray]:
@@ -248,32 +303,63 @@ class MTBackend:
         return [cols for _tok, cols in self.along(sources, targets, columns)]
 
     def along(self, sources: Sequence[list[str]], targets: Sequence[list[str]],
-              columns: Sequence[int] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+              columns: Sequence[int] | None = None, max_tokens: int | None = None
+              ) -> list[tuple[np.ndarray, np.ndarray]]:
         """One teacher-forced pass per target: (log-prob of each target piece, shape
         (len,), and the next-token log-probs at every position, shape (len + 1, V) or
-        (len + 1, len(columns))). The piece log-probs equal ``score``'s."""
+        (len + 1, len(columns))). The piece log-probs equal ``score``'s. Batched like
+        ``score``."""
         if not sources:
             return []
         pre = self.target_prefix
         n = len(pre)
-        prefixes = [pre + list(t) for t in targets]
-        # min_decoding_length=0: otherwise </s> is masked at the first step and the
-        # first row is not the model's distribution.
-        results = self.translator.translate_batch(
-            list(sources), target_prefix=prefixes, max_batch_size=self.opts.max_batch_tokens,
-            batch_type="tokens", beam_size=1, return_logits_vocab=True, min_decoding_length=0,
-            max_decoding_length=max(len(p) for p in prefixes) + 1)
-        self._count("next_token", len(sources))
-        out = []
-        for r, t in zip(results, targets):
-            logits = np.asarray(r.logits[0], dtype=np.float64)[n:n + len(t) + 1]
-            m = logits.max(axis=1, keepdims=True)
-            lse = m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True))  # log-softmax over the vocabulary
-            ids = np.array([self.token_id(x) for x in t], dtype=np.int64)
-            token_lp = logits[np.arange(len(t)), ids] - lse[: len(t), 0]
-            cols = logits - lse if columns is None else logits[:, list(columns)] - lse
-            out.append((token_lp, cols))
+        out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(sources)
+        groups = length_groups([len(t) for t in targets], [len(s) for s in sources],
+                               max_tokens or self.opts.max_batch_tokens)
+        pending = []
+        for group in groups:
+            prefixes = [pre + list(targets[k]) for k in group]
+            # min_decoding_length=0: otherwise </s> is masked at the first step and the
+            # first row is not the model's distribution. max_batch_size=0: the group is the batch.
+            pending.append(self.translator.translate_batch(
+                [sources[k] for k in group], target_prefix=prefixes, max_batch_size=0, beam_size=1,
+                return_logits_vocab=True, min_decoding_length=0,
+                max_decoding_length=max(len(p) for p in prefixes) + 1, asynchronous=True))
+        for group, results in zip(groups, pending):
+            self._count("next_token", len(group))
+            for k, r in zip(group, results):
+                r = r.result()
+                t = targets[k]
+                logits = np.asarray(r.logits[0], dtype=np.float32)[n:n + len(t) + 1]
+                m = logits.max(axis=1, keepdims=True)
+                # log-softmax over the vocabulary, the normaliser summed in float64
+                lse = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True, dtype=np.float64))).astype(np.float64)
+                ids = np.array([self.token_id(x) for x in t], dtype=np.int64)
+                token_lp = logits[np.arange(len(t)), ids].astype(np.float64) - lse[: len(t), 0]
+                cols = (logits if columns is None else logits[:, list(columns)]) - lse
+                out[k] = (token_lp, cols)
         return out
+
+
+def length_groups(target_lengths: Sequence[int], source_lengths: Sequence[int], max_tokens: int
+                  ) -> list[list[int]]:
+    """Indices grouped into batches of similar length: sorted by (target, source)
+    length, each batch at most ``max_tokens`` padded tokens on its longer side (and at
+    least one sequence)."""
+    order = sorted(range(len(target_lengths)), key=lambda k: (target_lengths[k], source_lengths[k]))
+    groups: list[list[int]] = []
+    group: list[int] = []
+    longest = 0
+    for k in order:
+        size = max(target_lengths[k], source_lengths[k])
+        if group and max(longest, size) * (len(group) + 1) > max_tokens:
+            groups.append(group)
+            group, longest = [], 0
+        group.append(k)
+        longest = max(longest, size)
+    if group:
+        groups.append(group)
+    return groups
 
 
 def load_backend(opts: MTOptions) -> MTBackend:

@@ -9,6 +9,7 @@ the keep/reject decision, and ``LanguageId``, the stage (run in a pipeline by
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import os
@@ -163,15 +164,22 @@ class FastTextModel:
         # The lines come from clean_for_lid, so they hold no other newline.
         labels, probs = self.model.f.multilinePredict([t + "\n" for t in lines], k, 0.0, "replace")
         width = min(k, self.labels)
-        scores = np.zeros((len(lines), width), np.float32)
-        for i, p in enumerate(probs):  # a row has fewer than k labels when the top one takes all mass
-            scores[i, : len(p)] = p
+        try:  # every row has `width` labels: one copy
+            scores = np.array(probs, np.float32).reshape(len(lines), width)
+        except ValueError:  # a row has fewer than k labels when the top one takes all mass
+            scores = np.zeros((len(lines), width), np.float32)
+            for i, p in enumerate(probs):
+                scores[i, : len(p)] = p
         # hierarchical softmax can overshoot 1 by rounding (1.00005): keep it a probability
         return labels, np.minimum(scores, 1.0)
 
 
 def identify(texts: pa.Array, model: FastTextModel, opts: LangIdOptions) -> dict[str, pa.Array]:
-    """The LID columns for a batch of texts (see schemas.LANGID_FIELDS)."""
+    """The LID columns for a batch of texts (see schemas.LANGID_FIELDS).
+
+    Per distinct label and per distinct (top label, text script) pair, not per row:
+    the few rows whose top candidate's script is not the text's go through
+    ``script_choice`` one by one."""
     n = len(texts)
     cleaned = clean_for_lid(texts)
     scripts, script_counts = writing_systems(cleaned)  # URLs and e-mail addresses do not vote
@@ -179,38 +187,49 @@ def identify(texts: pa.Array, model: FastTextModel, opts: LangIdOptions) -> dict
     todo = np.flatnonzero(has_content)
     labels, probs = model.predict(pc.take(cleaned, pa.array(todo, pa.int64())).to_pylist(), opts.top_k)
 
-    lang = [NO_LANGUAGE] * n
-    lang_script: list[str | None] = [None] * n
-    score = np.full(n, np.nan, np.float32)
-    override = np.zeros(n, bool)
-    mismatch = np.zeros(n, bool)
-    script_list = scripts.to_pylist()
-    cand_langs: list[str] = []
-    cand_scripts: list[str | None] = []
-    cand_scores: list[np.ndarray] = []
+    # candidates flat, row by row; each distinct label normalised once
     counts = np.zeros(n, np.int32)  # fastText may return fewer than k labels for a line
-    for j, (row, row_labels) in enumerate(zip(todo.tolist(), labels)):
-        normalized = [normalize_label(label) for label in row_labels]
-        if not normalized:
-            continue
-        best, disagrees = script_choice(normalized, probs[j], script_list[row], script_counts, row, opts)
-        override[row] = best > 0
-        mismatch[row] = disagrees
-        lang[row], lang_script[row] = normalized[best]
-        score[row] = probs[j, best]
-        counts[row] = len(normalized)
-        cand_scores.append(probs[j, : len(normalized)])
-        for code, sc in normalized:
-            cand_langs.append(code)
-            cand_scripts.append(sc)
+    counts[todo] = np.fromiter(map(len, labels), np.int32, count=len(todo))
+    flat = pa.array(itertools.chain.from_iterable(labels), pa.string()).dictionary_encode()
+    distinct = [normalize_label(label) for label in flat.dictionary.to_pylist()]
+    label_ids = flat.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    label_langs = np.array([code for code, _ in distinct], dtype=object)
+    label_scripts = np.array([sc for _, sc in distinct], dtype=object)
+    starts = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=starts[1:])
+    answered = np.flatnonzero(counts > 0)
+    keep = np.arange(probs.shape[1]) < counts[todo][:, None]
+    cand_scores = probs[keep]
 
-    topk_offsets = np.zeros(n + 1, np.int32)
-    topk_offsets[1:] = np.cumsum(counts)
+    # the reported candidate: the top one unless script_choice says otherwise
+    best = np.zeros(n, np.int64)
+    mismatch = np.zeros(n, bool)
+    script_codes = scripts.dictionary_encode()
+    script_names = script_codes.dictionary.to_pylist()
+    script_ids = script_codes.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    pair = label_ids[starts[answered]] * len(script_names) + script_ids[answered]
+    pairs, pair_of_row = np.unique(pair, return_inverse=True)
+    consistent = np.array([_script_agrees(distinct[int(p) // len(script_names)],
+                                          script_names[int(p) % len(script_names)]) for p in pairs], bool)
+    row_in_todo = np.cumsum(has_content) - 1
+    for row in answered[~consistent[pair_of_row]].tolist():
+        first, last = starts[row], starts[row + 1]
+        candidates = [distinct[i] for i in label_ids[first:last].tolist()]
+        best[row], mismatch[row] = script_choice(candidates, probs[row_in_todo[row]], script_names[script_ids[row]],
+                                                 script_counts, row, opts)
+    chosen = label_ids[starts[answered] + best[answered]]
+    lang = np.full(n, NO_LANGUAGE, dtype=object)
+    lang[answered] = label_langs[chosen]
+    lang_script = np.full(n, None, dtype=object)
+    lang_script[answered] = label_scripts[chosen]
+    score = np.full(n, np.nan, np.float32)
+    score[answered] = probs[row_in_todo[answered], best[answered]]
+
     candidates = pa.StructArray.from_arrays(
-        [pa.array(cand_langs, pa.string()), pa.array(cand_scripts, pa.string()),
-         pa.array(np.concatenate(cand_scores) if cand_scores else np.zeros(0, np.float32), pa.float32())],
+        [pa.array(label_langs[label_ids], pa.string()), pa.array(label_scripts[label_ids], pa.string()),
+         pa.array(cand_scores, pa.float32())],
         fields=list(LANG_CANDIDATE))
-    topk = pa.ListArray.from_arrays(pa.array(topk_offsets), candidates, type=LANGID_FIELDS[4].type,
+    topk = pa.ListArray.from_arrays(pa.array(starts.astype(np.int32)), candidates, type=LANGID_FIELDS[4].type,
                                     mask=pa.array(~has_content))
     return {
         "lang": pa.array(lang, pa.string()),
@@ -218,9 +237,18 @@ def identify(texts: pa.Array, model: FastTextModel, opts: LangIdOptions) -> dict
         "lang_script": pa.array(lang_script, pa.string()),
         "script": scripts,
         "lang_topk": topk,
-        "lang_script_override": pa.array(override, pa.bool_()),
+        "lang_script_override": pa.array(best > 0, pa.bool_()),
         "lang_script_mismatch": pa.array(mismatch, pa.bool_()),
     }
+
+
+def _script_agrees(top: tuple[str, str | None], text_script: str) -> bool:
+    """True when ``script_choice`` keeps the top candidate without looking further:
+    the text has no script, the language has no usual script, or the text's is one."""
+    if text_script in NEUTRAL_SCRIPTS:
+        return True
+    usual = usual_scripts(*top)
+    return usual is None or text_script in usual
 
 
 def script_choice(candidates: list[tuple[str, str | None]], probs: np.ndarray, text_script: str,
@@ -261,8 +289,11 @@ def decide(texts: pa.Array, columns: dict[str, pa.Array], opts: LangIdOptions) -
     no_content = pc.and_(pc.equal(lang, NO_LANGUAGE), pa.scalar(NO_LANGUAGE not in opts.keep))
     not_kept = pc.invert(pc.is_in(lang, pa.array(list(opts.keep), pa.string()))) if opts.keep else \
         pa.repeat(False, n)
-    if opts.thresholds:
-        per_lang = pa.array([opts.thresholds.get(code, opts.threshold) for code in lang.to_pylist()], pa.float32())
+    if opts.thresholds:  # one lookup per distinct language
+        codes = lang.dictionary_encode()
+        per_code = pa.array([opts.thresholds.get(c, opts.threshold) for c in codes.dictionary.to_pylist()],
+                            pa.float32())
+        per_lang = per_code.take(codes.indices)
     else:
         per_lang = pa.scalar(opts.threshold, pa.float32())
     low = pc.fill_null(pc.less(score, per_lang), False)
@@ -270,13 +301,14 @@ def decide(texts: pa.Array, columns: dict[str, pa.Array], opts: LangIdOptions) -
         pc.make_struct(empty, no_content, not_kept, low),
         "empty_text", "no_linguistic_content", "lid_not_kept", "lid_low_confidence")
     out: list[tuple[str, dict] | None] = [None] * n
-    for i in np.flatnonzero(pc.is_valid(reason).to_numpy(zero_copy_only=False)).tolist():
-        why = reason[i].as_py()
+    rows = pa.array(np.flatnonzero(pc.is_valid(reason).to_numpy(zero_copy_only=False)), pa.int64())
+    for i, why, code, p in zip(rows.to_pylist(), reason.take(rows).to_pylist(), lang.take(rows).to_pylist(),
+                               score.take(rows).to_pylist()):
         detail: dict = {}
         if why in ("lid_not_kept", "lid_low_confidence"):
-            detail = {"lang": lang[i].as_py(), "lang_score": score[i].as_py()}
+            detail = {"lang": code, "lang_score": p}
             if why == "lid_low_confidence":
-                detail["threshold"] = opts.thresholds.get(detail["lang"], opts.threshold)
+                detail["threshold"] = opts.thresholds.get(code, opts.threshold)
         out[i] = (why, detail)
     return out
 

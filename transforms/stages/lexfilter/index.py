@@ -126,7 +126,7 @@ class NearestWordIndex:
     batch) in two generations (see ``_remember``), at most ``memo_size`` words.
     """
 
-    def __init__(self, words: Iterable[str], *, max_deletes: int = 1, memo_size: int = 0,
+    def __init__(self, words: Iterable[str], *, max_deletes: int = 2, memo_size: int = 0,
                  max_distance: float | None = None, max_edits: int | None = None):
         unique = sorted(set(words))
         if not unique:
@@ -153,7 +153,7 @@ class NearestWordIndex:
         if self._del_hash is not None:  # where each entry's run of equal hashes ends: one searchsorted a lookup
             size = self._del_hash.size
             starts = np.flatnonzero(np.r_[True, self._del_hash[1:] != self._del_hash[:-1]])
-            self._run_end = np.repeat(np.r_[starts[1:], size], np.diff(np.r_[starts, size]))
+            self._run_end = np.repeat(np.r_[starts[1:], size], np.diff(np.r_[starts, size])).astype(np.int32)
         self.memo_size = memo_size
         # Two generations of memoised results: when the young one holds memo_size // 2
         # words it becomes the old one (and the previous old one is dropped); a word found

@@ -31,6 +31,14 @@ class ProjectionOptions(StageOptions):
     exhaustive: bool = False  # constrained: score every placement (reference for the pruned search)
     score_chunk: int = 1  # constrained: placements scored per model request
     margin: float = 1e-3  # constrained: bounds within this of the best are still explored (float noise)
+    # constrained: how a search node is bounded. "logits": the next-token log-probs along the
+    # scored placement (exact branch log-probs; a vocabulary-sized row per position comes back);
+    # "scores": score_batch only, each branch bounded by the mass the scored token left
+    # (looser, but nothing vocabulary-sized: for very large vocabularies). Same answers.
+    bounds: str = "logits"
+    # constrained: padded tokens per scoring batch (sequences grouped by length). None: 512
+    # on CPU (small batches are faster there), the model's max_batch_tokens on a GPU.
+    batch_tokens: int | None = None
     fuzzy_threshold: float = 0.0  # marker: minimum rapidfuzz ratio of a fuzzy match (0-100)
     beam_size: int | None = None  # translation beam (default: the backend's)
     mt: MTOptions | None = Field(None, exclude=True, description="source -> target translation model")
@@ -58,6 +66,20 @@ class ProjectionOptions(StageOptions):
     def _boundaries(cls, v: str) -> str:
         if v not in ("word", "piece"):
             raise ValueError(f"projection.boundaries must be 'word' or 'piece', got {v!r}")
+        return v
+
+    @field_validator("bounds")
+    @classmethod
+    def _bounds(cls, v: str) -> str:
+        if v not in ("logits", "scores"):
+            raise ValueError(f"projection.bounds must be 'logits' or 'scores', got {v!r}")
+        return v
+
+    @field_validator("batch_tokens")
+    @classmethod
+    def _batch_tokens(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError("projection.batch_tokens must be >= 1")
         return v
 
     @field_validator("score_chunk")

@@ -64,7 +64,8 @@ class Projector:
         method = self.opts.method
         if method == "marker":
             return project_marker(self, texts, spans, fixed)
-        templates, trans_scores = self._templates(texts, fixed, attention=method == "alignment")
+        # constrained: the attention is the search's first guess (it never changes the answer)
+        templates, trans_scores = self._templates(texts, fixed, attention=True)
         if method == "alignment":
             return project_alignment(self, texts, spans, templates, trans_scores, fixed)
         return project_constrained(self, texts, spans, templates, trans_scores, fixed)

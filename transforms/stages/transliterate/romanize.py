@@ -275,13 +275,11 @@ class Romanizer:
                 parts = segments(line)
                 found = [(spaced, other)[t].get(k) for t, k in map(_table_key, parts)]
             if None in found:
-                if parts is None:
-                    parts = [w + " " for w in words]
-                    parts.append(last)
                 try:
                     for k, piece in enumerate(found):
                         if piece is None:
-                            found[k] = self._piece(parts[k], lcode)
+                            segment = parts[k] if parts is not None else words[k] + " " if k < len(words) else last
+                            found[k] = self._piece(segment, lcode)
                 except Exception:  # whole line wins; if it fails too, so does the row
                     try:
                         found = [self._piece(line, lcode)]
