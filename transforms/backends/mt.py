@@ -336,7 +336,8 @@ class MTBackend:
                 lse = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True, dtype=np.float64))).astype(np.float64)
                 ids = np.array([self.token_id(x) for x in t], dtype=np.int64)
                 token_lp = logits[np.arange(len(t)), ids].astype(np.float64) - lse[: len(t), 0]
-                cols = (logits if columns is None else logits[:, list(columns)]) - lse
+                # float32 like the logits: no float64 copy of every vocabulary row
+                cols = (logits if columns is None else logits[:, list(columns)]) - lse.astype(np.float32)
                 out[k] = (token_lp, cols)
         return out
 

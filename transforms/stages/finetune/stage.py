@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -68,6 +69,17 @@ class PackSequences(_Tokenized):
     packs one batch on its own, tails included.
     """
 
+    encoder: ThreadPoolExecutor | None = None  # the thread SentencePiece encodes in (from setup)
+
+    def setup(self) -> None:
+        super().setup()
+        self.encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentencepiece")
+
+    def teardown(self) -> None:
+        if self.encoder is not None:
+            self.encoder.shutdown()
+            self.encoder = None
+
     def bundle(self) -> BundlePacker:
         return BundlePacker(self.options.seq_len, self.special.eos)
 
@@ -85,14 +97,17 @@ class PackSequences(_Tokenized):
         order = np.argsort(group, kind="stable")
         group, lang_codes = group[order], lang_codes[order]
         texts = batch.column("text").take(pa.array(order)).to_pylist()
-        encoded = self.sp.encode(texts, out_type="numpy")  # int32 buffers: no Python int per piece
+        # SentencePiece releases the GIL while it encodes: the words are counted meanwhile
+        encoding = self.encoder.submit(self.sp.encode, texts, out_type="numpy")  # int32 ids, no Python ints
+        words = word_counts(texts)
+        encoded = encoding.result()
         lens = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
         flat = np.concatenate(encoded) if n else np.zeros(0, np.int32)
         bounds = np.zeros(n + 1, np.int64)  # row i's ids: flat[bounds[i]:bounds[i + 1]]
         np.cumsum(lens, out=bounds[1:])
         unk = np.bincount(np.searchsorted(bounds, np.flatnonzero(flat == self.special.unk), side="right") - 1,
                           minlength=n)
-        for name, per_row in (("words", word_counts(texts)), ("pieces", lens), ("unk", unk), ("documents", lens > 0)):
+        for name, per_row in (("words", words), ("pieces", lens), ("unk", unk), ("documents", lens > 0)):
             sums = np.bincount(lang_codes, weights=per_row, minlength=len(langs))
             packer.stats.update({f"{name}|{lang}": int(v) for lang, v in zip(langs, sums) if v})
         empty = np.sort(order[lens == 0])

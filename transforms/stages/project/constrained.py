@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from itertools import accumulate
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
@@ -153,15 +154,13 @@ def constrained_search(source: list[str], template: list[str], opens: list[str],
         res.sequences += len(batch)
         open_branches = []  # (node's prefix sums, its sequence, [(bound, position, token id, branch)])
         for (node, (p, q), seq), lp in zip(batch, got):
-            lp = [float(x) for x in lp]
+            lp = lp.tolist()
             s = math.fsum(lp)
             if s > best:
                 best, res.placement, res.score = s, (b[p], b[q]), s
             if node[0] == "leaf":
                 continue
-            prefix = [0.0]
-            for x in lp:
-                prefix.append(prefix[-1] + x)
+            prefix = [0.0, *accumulate(lp)]
             bounded = []
             for k, token, token_id, child in branches(node, p, q):
                 if seq[k] == token:  # not a branch after all (a marker piece inside the template)

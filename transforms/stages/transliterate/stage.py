@@ -85,42 +85,49 @@ class Transliterator:
             if policy is not None and text is not None:
                 toks = tokenize(text)
                 jobs.append((row, policy, toks, [k for k, t in enumerate(toks) if t.kind == "word"]))
-        labels = self._labels(jobs)
-        to_romanize = sorted({row for row, policy, toks, widx in jobs
-                              if any(policy.action_for(labels[(row, k)]) == "romanize" for k in widx)})
+        labels = self._labels(jobs)  # per job, one label per word
+        to_romanize = sorted({row for (row, policy, _, _), job_labels in zip(jobs, labels)
+                              if "romanize" in map(policy.action_for, job_labels)})
         romanized = dict(zip(to_romanize, zip(*self.romanizer.romanize_batch([texts[r] for r in to_romanize])))) \
             if to_romanize else {}
         out: list[Transliterated | None] = [None] * len(texts)
-        for row, policy, toks, widx in jobs:
-            out[row] = self._compose(toks, {k: labels[(row, k)] for k in widx}, policy, romanized.get(row))
+        for (row, policy, toks, widx), job_labels in zip(jobs, labels):
+            out[row] = self._compose(toks, widx, job_labels, policy, romanized.get(row))
         return out
 
-    def _labels(self, jobs) -> dict[tuple[int, int], str]:
-        labels: dict[tuple[int, int], str] = {}
-        by_script = [(row, k, toks[k].text) for row, p, toks, widx in jobs if p.labeler == "script" for k in widx]
-        if by_script:
-            scripts = majority_scripts(pa.array([w for _, _, w in by_script], pa.string())).to_pylist()
-            labels.update({(row, k): s for (row, k, _), s in zip(by_script, scripts)})
-        by_model: dict[str, list] = {}
-        for row, p, toks, widx in jobs:
-            if p.labeler == "etymology":
-                by_model.setdefault(p.model, []).extend((row, k, toks[k].text) for k in widx)
-        for model, items in by_model.items():
-            # the classifier uses sentence context (neighbouring words): one sentence per row
-            predicted = self.classifier(model).predict([w for _, _, w in items], [row for row, _, _ in items])
-            labels.update({(row, k): label for (row, k, _), label in zip(items, predicted)})
+    def _labels(self, jobs) -> list[list[str]]:
+        """Each job's word labels, in word order: one call per labeler (all rows' words at once)."""
+        labels: list[list[str]] = [[] for _ in jobs]
+        by_labeler: dict[tuple[str, str | None], list[int]] = {}
+        for j, (_, p, _, widx) in enumerate(jobs):
+            if widx:
+                by_labeler.setdefault((p.labeler, p.model if p.labeler == "etymology" else None), []).append(j)
+        for (labeler, model), members in by_labeler.items():
+            words = [jobs[j][2][k].text for j in members for k in jobs[j][3]]
+            if labeler == "script":
+                predicted = majority_scripts(pa.array(words, pa.string())).to_pylist()
+            else:  # the classifier uses sentence context (neighbouring words): one sentence per row
+                predicted = self.classifier(model).predict(words, [jobs[j][0] for j in members for _ in jobs[j][3]])
+            pos = 0
+            for j in members:
+                n = len(jobs[j][3])
+                labels[j] = list(predicted[pos:pos + n])
+                pos += n
         return labels
 
-    def _compose(self, toks, labels: dict[int, str], policy: Policy, romanized) -> Transliterated:
-        actions = [policy.action_for(labels[k]) if k in labels else "keep" for k in range(len(toks))]
-        words = [{"start": toks[k].start, "end": toks[k].end, "origin": labels[k], "action": actions[k]}
-                 for k in sorted(labels)]
-        text = "".join(t.text for t in toks)
-        word_actions = {actions[k] for k in labels}
-        if word_actions <= {"keep"}:  # nothing to rewrite: one identity row
+    def _compose(self, toks, widx: list[int], word_labels: list[str], policy: Policy, romanized) -> Transliterated:
+        word_actions = list(map(policy.action_for, word_labels))
+        actions = ["keep"] * len(toks)
+        for k, action in zip(widx, word_actions):
+            actions[k] = action
+        words = [{"start": toks[k].start, "end": toks[k].end, "origin": label, "action": action}
+                 for k, label, action in zip(widx, word_labels, word_actions)]
+        text = "".join([t.text for t in toks])
+        distinct = set(word_actions)
+        if distinct <= {"keep"}:  # nothing to rewrite: one identity row
             return Transliterated(text, words, np.array([[0, len(text), 0, len(text)]], np.int32).reshape(-1, 4)
                                   if text else np.zeros((0, 4), np.int32))
-        if word_actions == {"romanize"} and romanized is not None:
+        if distinct == {"romanize"} and romanized is not None:
             return Transliterated(romanized[0], words, romanized[1])  # every word romanized: uroman's line
         pieces: list[str] = []
         rows: list[tuple[int, int, int, int]] = []
