@@ -136,6 +136,11 @@ def _project_parser(sub) -> None:
     pr.add_argument("--beam-size", type=int, default=4)
     pr.add_argument("--max-batch-tokens", type=int, default=4096)
     pr.add_argument("--exhaustive", action="store_true", help="constrained: score every marker placement")
+    pr.add_argument("--bounds", choices=["logits", "scores"],
+                    help="constrained: branch bounds from next-token logits (default) or from scores only "
+                         "(no vocabulary-sized transfers, for very large vocabularies)")
+    pr.add_argument("--batch-tokens", type=int,
+                    help="constrained: padded tokens per model call (default: 512 on CPU, max_batch_tokens on GPU)")
     pr.add_argument("--no-source-eos", action="store_true", help="do not append </s> to the source (models trained so)")
     pr.add_argument("--output", required=True)
     pr.add_argument("--overwrite", action="store_true")
