@@ -65,13 +65,13 @@ def write_inputs(folder: Path, rows: int, files: int, seed: int = 3) -> int:
 
 
 # --- services and processes ----------------------------------------------------------------
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
         return s.getsockname()[1]
 
 
-def _wait_for(port: int, proc: subprocess.Popen, seconds: float = 120) -> None:
+def wait_for(port: int, proc: subprocess.Popen, seconds: float = 120) -> None:
     deadline = time.time() + seconds
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -117,15 +117,15 @@ class Services:
     def __init__(self, work: Path, progress_dir: Path):
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                "XLCORPUS_PROGRESS_DIR": str(progress_dir)}  # the workers report rows read
-        self.job_port, self.pool_port = _free_port(), _free_port()
+        self.job_port, self.pool_port = free_port(), free_port()
         self.job = subprocess.Popen([sys.executable, str(Path(__file__).with_name("soak_job_service.py")),
                                      f"--port={self.job_port}"], env=env, stdout=subprocess.DEVNULL,
                                     stderr=open(work / "job_service.log", "w"))
         self.pool = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
                                       f"--service_port={self.pool_port}"], env=env, stdout=subprocess.DEVNULL,
                                      stderr=open(work / "worker_pool.log", "w"))
-        _wait_for(self.job_port, self.job)
-        _wait_for(self.pool_port, self.pool)
+        wait_for(self.job_port, self.job)
+        wait_for(self.pool_port, self.pool)
 
     def workers(self) -> list[int]:
         return children(self.pool.pid)

@@ -5,44 +5,25 @@ bytes as the DirectRunner."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from xlcorpus.pipelines.corpus import run_corpus
 
+from bench.soak import free_port, wait_for
+
 from .conftest import data_file_hashes
 from .test_pipeline import demo_config
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(port: int, proc: subprocess.Popen, seconds: float = 90) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"service exited with {proc.returncode}")
-        try:
-            socket.create_connection(("localhost", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"nothing listens on port {port} after {seconds} s")
 
 
 @pytest.fixture
 def portable_services(tmp_path):
     # The worker pool starts SDK workers with `python` from PATH: the venv goes first.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    job_port, pool_port = _free_port(), _free_port()
+    job_port, pool_port = free_port(), free_port()
     procs = [
         subprocess.Popen([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
                           f"--port={job_port}"], env=env, stdout=subprocess.DEVNULL,
@@ -52,8 +33,8 @@ def portable_services(tmp_path):
                          stderr=open(tmp_path / "worker_pool.log", "w")),
     ]
     try:
-        _wait_for(job_port, procs[0])
-        _wait_for(pool_port, procs[1])
+        wait_for(job_port, procs[0])
+        wait_for(pool_port, procs[1])
         yield job_port, pool_port
     finally:
         for p in procs:
@@ -111,6 +92,6 @@ def test_an_unreachable_job_service_fails_fast_with_its_address(monkeypatch):
     from xlcorpus.pipelines import run
 
     monkeypatch.setattr(run, "JOB_SERVICE_CONNECT_TIMEOUT", 1)
-    port = _free_port()
+    port = free_port()
     with pytest.raises(ConnectionError, match=f"no Beam job service answers at --job_endpoint=localhost:{port}"):
         run.pipeline_options(["--runner=PortableRunner", f"--job_endpoint=localhost:{port}"])
