@@ -8,7 +8,8 @@ portable runner with an external pool of SDK workers, one of them SIGKILLed midw
 2. Starts Beam's Python job service (``soak_job_service.py``: the stock one, taking
    its worker count from the job's ``--direct_num_workers``) and an external worker
    pool, and runs the job (``xlcorpus run``) with WORKERS SDK workers from the pool.
-3. When ``--kill-at`` of the rows have been read (the workers' own progress files),
+3. When ``--kill-at`` of the rows have reached the last stage (the workers' own
+   progress files),
    SIGKILLs one SDK worker process by its pid.
 4. If the runner retried the lost bundles, checks the published output; if the job
    failed instead, checks that it published nothing and runs it again, as a scheduler
@@ -38,6 +39,8 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+STAGES = ["langid", "transliterate"]
+LAST_STAGE = STAGES[-1]
 DEMO = ROOT / "pipelines" / "data" / "demo.jsonl"
 
 
@@ -161,13 +164,14 @@ def run_job(config: Path, services: Services, workers: int, progress_dir: Path, 
             if (rss := peak_rss_mb(pid)) is not None:
                 peaks[pid] = max(peaks.get(pid, 0.0), rss)
         driver_peak = max(driver_peak, peak_rss_mb(driver.pid) or 0.0)
-        read = read_totals(str(progress_dir)).get("read", {}).get("read", 0)
+        # rows that reached the last stage (reading runs ahead of the stages)
+        read = read_totals(str(progress_dir)).get(LAST_STAGE, {}).get("in", 0)
         if kill_at is not None and killed is None and read >= kill_at * rows:
             live = sorted(services.workers())
             if live:
                 killed, killed_at_rows = live[0], read
                 os.kill(killed, signal.SIGKILL)
-                print(f"  killed SDK worker pid {killed} after {read} rows read ({time.time() - started:.1f} s)",
+                print(f"  killed SDK worker pid {killed} after {read} rows reached {LAST_STAGE} ({time.time() - started:.1f} s)",
                       flush=True)
         time.sleep(0.2)
     seconds = time.time() - started
@@ -208,7 +212,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, default=5_000_000)
     ap.add_argument("--files", type=int, default=200)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--kill-at", type=float, default=0.4, help="fraction of rows read when a worker is killed")
+    ap.add_argument("--kill-at", type=float, default=0.4,
+                    help="fraction of the rows through the last stage when a worker is killed")
     ap.add_argument("--work", help="working folder (default: a new temporary one, removed at the end)")
     args = ap.parse_args(argv)
 
@@ -227,7 +232,7 @@ def main(argv=None) -> int:
     demo_config = yaml.safe_load(demo)
     config = work / "job.yaml"
     config.write_text(json.dumps({
-        "name": "soak", "stages": ["langid", "transliterate"],
+        "name": "soak", "stages": STAGES,
         "input": {"paths": [str(inputs / "*.jsonl")]},
         "langid": {k: v for k, v in demo_config["langid"].items() if k != "enabled"},
         "transliterate": {k: v for k, v in demo_config["transliterate"].items() if k != "enabled"},
@@ -239,6 +244,10 @@ def main(argv=None) -> int:
               flush=True)
         first = run_job(config, services, args.workers, progress_dir, rows, args.kill_at, work / "attempt-1.log")
         attempts = [first]
+        if first["killed"] is None:
+            print("the job ended before a worker could be killed: use more --rows (or a smaller --kill-at)")
+            print(f"RESULT rows={rows} lost=-1 duplicated=-1 recovered=false clean_failure=false killed=false")
+            return 1
         recovered = first["rc"] == 0
         print(f"attempt 1 (worker killed: {first['killed'] is not None}): rc={first['rc']} "
               f"{first['seconds']:.1f} s, {first['workers_seen']} SDK worker processes seen", flush=True)
