@@ -168,7 +168,7 @@ def _link_or_copy(src: str, dst: str) -> None:
     FileSystems.copy([src], [dst])
 
 
-def _staged(path: str) -> str:
+def _extension(path: str) -> str:
     return path.rsplit(".", 1)[-1]
 
 
@@ -181,7 +181,7 @@ def merge(tmp_dir: str, out: str, plan: Plan, manifest: dict, finalize) -> dict:
     dataset_sink._ensure_dir(staging)
     infos = []
     for n, shard in enumerate(s for s in plan.previous["shards"] if s["source"] in keep):
-        target = FileSystems.join(staging, f"old-{n:08d}.{_staged(shard['path'])}")
+        target = FileSystems.join(staging, f"old-{n:08d}.{_extension(shard['path'])}")
         _link_or_copy(FileSystems.join(out, shard["path"]), target)
         infos.append({**shard, "path": target})
     for n, shard in enumerate(manifest["shards"]):
@@ -189,7 +189,7 @@ def merge(tmp_dir: str, out: str, plan: Plan, manifest: dict, finalize) -> dict:
         if not shard["source"]:  # an empty split's placeholder: the layout is made again
             FileSystems.delete([path])
             continue
-        target = FileSystems.join(staging, f"new-{n:08d}.{_staged(shard['path'])}")
+        target = FileSystems.join(staging, f"new-{n:08d}.{_extension(shard['path'])}")
         FileSystems.rename([path], [target])
         infos.append({**shard, "path": target})
     _clear_layout(tmp_dir)
