@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 log = logging.getLogger(__name__)
 CONVENTIONS = ("nllb", "m2m100", "marian")
@@ -71,25 +71,12 @@ class MTOptions(BaseModel):
                             f"({', '.join(_POSITIONAL)})")
         super().__init__(**dict(zip(_POSITIONAL, args)), **kwargs)
 
-    @field_validator("convention")
+    @field_validator("convention", "device", "compute_type")
     @classmethod
-    def _convention(cls, v: str) -> str:
-        if v not in CONVENTIONS:
-            raise ValueError(f"mt.convention must be one of {CONVENTIONS}, got {v!r}")
-        return v
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        if v not in DEVICES:
-            raise ValueError(f"mt.device must be one of {DEVICES}, got {v!r}")
-        return v
-
-    @field_validator("compute_type")
-    @classmethod
-    def _compute_type(cls, v: str) -> str:
-        if v not in COMPUTE_TYPES:
-            raise ValueError(f"mt.compute_type must be one of {COMPUTE_TYPES}, got {v!r}")
+    def _one_of(cls, v: str, info: ValidationInfo) -> str:
+        allowed = {"convention": CONVENTIONS, "device": DEVICES, "compute_type": COMPUTE_TYPES}[info.field_name]
+        if v not in allowed:
+            raise ValueError(f"mt.{info.field_name} must be one of {allowed}, got {v!r}")
         return v
 
     @field_validator("device_index")

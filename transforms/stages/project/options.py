@@ -3,7 +3,7 @@ method and its knobs, the MT model, the translate-test reverse model and predict
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from xlcorpus.transforms.backends.mt import MTOptions
 from xlcorpus.transforms.core.stage import StageOptions
@@ -47,32 +47,20 @@ class ProjectionOptions(StageOptions):
     predictor: str | None = Field(
         None, exclude=True, description="translate-test: module:function tagging source-language texts")
 
-    @field_validator("method")
+    @field_validator("method", "mode")
     @classmethod
-    def _method(cls, v: str) -> str:
-        if v not in METHODS:
-            raise ValueError(f"projection.method must be one of {METHODS}, got {v!r}")
+    def _one_of(cls, v: str, info: ValidationInfo) -> str:
+        allowed = {"method": METHODS, "mode": MODES}[info.field_name]
+        if v not in allowed:
+            raise ValueError(f"projection.{info.field_name} must be one of {allowed}, got {v!r}")
         return v
 
-    @field_validator("mode")
+    @field_validator("boundaries", "bounds")
     @classmethod
-    def _mode(cls, v: str) -> str:
-        if v not in MODES:
-            raise ValueError(f"projection.mode must be one of {MODES}, got {v!r}")
-        return v
-
-    @field_validator("boundaries")
-    @classmethod
-    def _boundaries(cls, v: str) -> str:
-        if v not in ("word", "piece"):
-            raise ValueError(f"projection.boundaries must be 'word' or 'piece', got {v!r}")
-        return v
-
-    @field_validator("bounds")
-    @classmethod
-    def _bounds(cls, v: str) -> str:
-        if v not in ("logits", "scores"):
-            raise ValueError(f"projection.bounds must be 'logits' or 'scores', got {v!r}")
+    def _either(cls, v: str, info: ValidationInfo) -> str:
+        a, b = {"boundaries": ("word", "piece"), "bounds": ("logits", "scores")}[info.field_name]
+        if v not in (a, b):
+            raise ValueError(f"projection.{info.field_name} must be {a!r} or {b!r}, got {v!r}")
         return v
 
     @field_validator("batch_tokens")
