@@ -45,8 +45,8 @@ DEMO = ROOT / "pipelines" / "data" / "demo.jsonl"
 
 
 # --- input -------------------------------------------------------------------------------
-def write_inputs(folder: Path, rows: int, files: int, seed: int = 3) -> int:
-    """``rows`` JSONL rows over ``files`` files, ids ``<file>-<n>``; returns the line count."""
+def write_inputs(folder: Path, rows: int, files: int, seed: int = 3) -> set[str]:
+    """``rows`` JSONL rows over ``files`` files, ids ``<file>-<n>``; returns the ids."""
     texts = []
     for line in DEMO.read_text(encoding="utf-8").splitlines():
         try:
@@ -59,12 +59,14 @@ def write_inputs(folder: Path, rows: int, files: int, seed: int = 3) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     per_file = [rows // files + (1 if f < rows % files else 0) for f in range(files)]
     dumps = json.dumps
+    ids: set[str] = set()
     for f, count in enumerate(per_file):
+        names = [f"{f:05d}-{n:08d}" for n in range(count)]
         with open(folder / f"part-{f:05d}.jsonl", "w", encoding="utf-8") as out:
-            picks = rng.choices(texts, k=count)
-            out.write("".join(dumps({"id": f"{f:05d}-{n:08d}", "text": t}, ensure_ascii=False) + "\n"
-                              for n, t in enumerate(picks)))
-    return rows
+            out.write("".join(dumps({"id": i, "text": t}, ensure_ascii=False) + "\n"
+                              for i, t in zip(names, rng.choices(texts, k=count))))
+        ids.update(names)
+    return ids
 
 
 # --- services and processes ----------------------------------------------------------------
@@ -222,9 +224,8 @@ def main(argv=None) -> int:
     inputs, out, progress_dir = work / "in", work / "out", work / "progress"
     t = time.time()
     shutil.rmtree(inputs, ignore_errors=True)
-    rows = write_inputs(inputs, args.rows, args.files)
-    expected = {f"{f:05d}-{n:08d}" for f in range(args.files)
-                for n in range(args.rows // args.files + (1 if f < args.rows % args.files else 0))}
+    expected = write_inputs(inputs, args.rows, args.files)
+    rows = len(expected)
     print(f"{rows} rows in {args.files} files written in {time.time() - t:.1f} s", flush=True)
     demo = (ROOT / "pipelines" / "data" / "demo.yaml").read_text()
     import yaml
