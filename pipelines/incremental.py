@@ -123,10 +123,11 @@ def read_state(out: str) -> dict | None:
 def plan_run(paths: list[str], out: str, config) -> Plan:
     key = config_key(config)
     facts = file_facts(paths)
-    state = read_state(out) if dataset_sink.output_exists(out) else None
+    exists = dataset_sink.output_exists(out)
+    state = read_state(out) if exists else None
     reason = None
     if state is None:
-        reason = ("no output yet" if not dataset_sink.output_exists(out) else
+        reason = ("no output yet" if not exists else
                   f"{out} has no input state (written in overwrite mode or by an older xlcorpus)")
     elif state["config_key"] != key:
         reason = "the job configuration (or the xlcorpus version) differs from the output's last run"
