@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xlcorpus.transforms.stages.transliterate.rule_tables import RuleTable, load_table, shipped_tables
-from xlcorpus.transforms.text.tokens import tokenize, words
+from xlcorpus.transforms.text.scripts import majority_scripts, script_counts
+from xlcorpus.transforms.text.tokens import tokenize, word_spans, words
 
 
 def test_tokens_follow_mlrs_conventions():
@@ -71,3 +73,45 @@ def test_bad_tables_are_rejected_with_the_row():
 
 def test_shipped_tables():
     assert "mlt-Arab" in shipped_tables()
+
+
+# --- many texts at once: words by one split, scripts without a count matrix -------------
+TRICKY_TEXT = st.text(alphabet=st.sampled_from(list("ab -'’\n.,1٣") + list("\u0301éЖשक\u094dष東ー")),
+                      max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=40), TRICKY_TEXT), max_size=8))
+def test_word_spans_are_tokenize_words(texts):
+    spans = word_spans(texts)
+    want = [(row, t.text, t.start, t.end) for row, text in enumerate(texts) for t in words(text)]
+    got = list(zip(spans.row.tolist(), spans.text, spans.start.tolist(), spans.end.tolist()))
+    assert got == want
+
+
+def test_word_spans_of_nothing():
+    spans = word_spans([])
+    assert spans.text == [] and len(spans.row) == len(spans.start) == len(spans.end) == 0
+    assert word_spans(["", "..."]).text == []
+
+
+def majority_by_counts(texts: list[str]) -> list[str]:
+    """The reference: the argmax of the full (texts x scripts) count matrix."""
+    counts, codes = script_counts(pa.array(texts, pa.string()))
+    best = counts.argmax(axis=1)
+    best[counts.sum(axis=1) == 0] = 0
+    return [codes[i] for i in best]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=12), TRICKY_TEXT,
+                          st.text(alphabet=st.sampled_from(list("aЖשक東ыαあ1 ")), max_size=6)), max_size=30))
+def test_majority_scripts_equal_the_count_matrix(texts):
+    assert majority_scripts(pa.array(texts, pa.string())).to_pylist() == majority_by_counts(texts)
+
+
+def test_majority_scripts_ties_and_mixed_words():
+    texts = ["abЖЖ", "abЖ", "ЖЖab", "aЖ", "Жa", "", "12", "кот", "ab\u0301"]
+    assert majority_scripts(pa.array(texts)).to_pylist() == majority_by_counts(texts)
+    assert majority_scripts(pa.array(texts)).to_pylist()[:7] == ["Cyrl", "Latn", "Cyrl", "Cyrl", "Cyrl", "Zyyy",
+                                                                 "Zyyy"]

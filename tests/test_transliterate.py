@@ -13,6 +13,8 @@ from xlcorpus.schemas import DOCUMENT_SCHEMA, SPAN, TRANSLIT_FIELDS
 from xlcorpus.transforms.stages.transliterate import stage as tl
 from xlcorpus.transforms.stages.transliterate.policies import Policy, load_policy, shipped_policies
 from xlcorpus.transforms.stages.transliterate.stage import Transliterator, fold_diacritics, map_span
+from xlcorpus.transforms.text.scripts import script_of
+from xlcorpus.transforms.text.tokens import words
 
 
 def policy_file(tmp_path, text: str) -> str:
@@ -127,3 +129,58 @@ def test_stage_normalises_languages_and_reports_policies_as_configured(tmp_path)
     assert stage.report() == {"policies": {"fr": path, "*": "romanize-non-latin"}, "uroman": version("uroman")}
     assert tl.TransliterateOptions().model_dump() == {
         "enabled": False, "policies": {"mlt": "maltese-arabic"}, "spans_column": None}
+
+
+MIXED = ["Привет, мир!", "Mixed Ελληνικά and ASCII", "नमस्ते दुनिया", "café Москва", "", "...", "1,000 км",
+         "Il-kelb ta' Marija", "東京は日本の首都 and Tokyo", None, "abc-def don’t Ж’", "ħobż\nхлеб", "  two  spaces  "]
+
+
+@pytest.mark.parametrize("policies, langs", [
+    ({"*": "romanize-non-latin"}, None),
+    ({"mlt": "maltese-arabic", "*": "romanize-non-latin"}, ["mlt", "rus"]),
+    ({"fra": "fold", "mlt": "maltese-arabic"}, ["fra", "mlt", "deu"]),
+])
+def test_batch_results_equal_row_by_row_results(tmp_path, policies, langs):
+    """The batch path (words of all rows at once, shortcuts for rows that keep or romanize
+    every word) gives each row what it gets alone, and its words are tokenize's."""
+    if "fra" in policies:
+        policies = {**policies, "fra": policy_file(tmp_path, "name: fold\nlabeler: script\nactions: {}\n"
+                                                             "default: fold_diacritics\n")}
+    texts = MIXED * 2
+    row_langs = [None if langs is None else langs[i % len(langs)] for i in range(len(texts))]
+    tr = Transliterator(policies)
+    batch = tr.transliterate_batch(texts, row_langs)
+    for text, lang, got in zip(texts, row_langs, batch):
+        [alone] = Transliterator(policies).transliterate_batch([text], [lang])
+        if alone is None:
+            assert got is None and (text is None or tr.policy_for(lang) is None)
+            continue
+        assert got.text == alone.text and got.tokens == alone.tokens
+        assert got.offsets.shape == alone.offsets.shape and (got.offsets == alone.offsets).all()
+        assert [(w["start"], w["end"]) for w in got.tokens] == [(t.start, t.end) for t in words(text)]
+        policy = tr.policy_for(lang)
+        if policy.labeler == "script":
+            assert [w["origin"] for w in got.tokens] == [script_of(t.text) for t in words(text)]
+        assert [w["action"] for w in got.tokens] == [policy.action_for(w["origin"]) for w in got.tokens]
+        actions = {w["action"] for w in got.tokens}
+        if actions <= {"keep"}:
+            assert got.text == text
+        elif actions == {"romanize"}:
+            assert got.text == uroman.Uroman.romanize_string(tr.romanizer._uroman, text)
+
+
+def test_columns_hold_the_batch_results():
+    tr = Transliterator({"*": "romanize-non-latin", "xxx": "maltese-arabic"})
+    texts = ["Привет, мир!", None, "café Москва", "", "Il-kelb"]
+    langs = ["rus", "rus", None, "fra", "deu"]
+    batch = pa.RecordBatch.from_pydict({"text": pa.array(texts, pa.string()), "lang": pa.array(langs)})
+    columns, verdicts = tl.transliterate_columns(batch, tr, None)
+    results = tr.transliterate_batch(texts, langs)
+    assert verdicts == [None] * 5
+    assert columns["translit_text"].to_pylist() == [r.text if r else None for r in results]
+    assert columns["translit_tokens"].to_pylist() == [r.tokens if r else None for r in results]
+    assert columns["translit_tokens"].to_pylist()[3] == [] and columns["translit_tokens"][1].as_py() is None
+    assert columns["translit_policy"].to_pylist() == ["romanize-non-latin", None, "romanize-non-latin",
+                                                      "romanize-non-latin", "romanize-non-latin"]
+    assert columns["translit_offsets"].to_pylist() == [r.offsets.tolist() if r else None for r in results]
+    assert columns["translit_tokens"].type == TRANSLIT_FIELDS[2].type

@@ -56,13 +56,29 @@ def _script_table() -> tuple[np.ndarray, tuple[str, ...]]:
 def majority_scripts(texts: pa.Array) -> pa.Array:
     """Majority script (ISO 15924) of each text, ignoring Common/Inherited characters.
 
-    Vectorised (``script_counts``). Texts with no script-bearing character get ``Zyyy``.
+    Vectorised. Texts with no script-bearing character get ``Zyyy``; ties go to the
+    script listed first in ``_SCRIPT_CODES`` (as ``script_counts(...).argmax``).
     """
-    counts, codes = script_counts(texts)
-    if counts.shape[0] == 0:
+    _, codes = _script_table()
+    rows, sids, n = _bearing_scripts(texts)
+    if n == 0:
         return pa.array([], pa.string())
-    best = counts.argmax(axis=1)
-    best[counts.sum(axis=1) == 0] = 0  # Zyyy
+    best = np.zeros(n, np.int64)  # Zyyy
+    per_row = np.bincount(rows, minlength=n)
+    bearing = np.flatnonzero(per_row)
+    if len(bearing):
+        # most texts (words, above all) have one script: their min is their majority; only
+        # the others need a (texts x scripts) count matrix, which for all texts of a batch
+        # of words is tens of MB
+        first = (np.cumsum(per_row) - per_row)[bearing]
+        low, high = np.minimum.reduceat(sids, first), np.maximum.reduceat(sids, first)
+        best[bearing] = low
+        mixed = bearing[low != high]
+        if len(mixed):
+            keep = np.isin(rows, mixed)
+            at = np.searchsorted(mixed, rows[keep])
+            counts = np.bincount(at * len(codes) + sids[keep], minlength=len(mixed) * len(codes))
+            best[mixed] = counts.reshape(len(mixed), len(codes)).argmax(axis=1)
     return pa.array(np.asarray(codes, dtype=object)[best], pa.string())
 
 
@@ -87,21 +103,31 @@ LATIN = "Latn"
 NON_LATIN_MIN_SHARE = 0.2  # a non-Latin script with this share of the letters beats Latin
 
 
-def script_counts(texts: pa.Array) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Per text, how many characters of each script it has (Common/Inherited/Unknown
-    not counted): an (n, scripts) int array and the script codes of its columns."""
-    table, codes = _script_table()
+def _bearing_scripts(texts: pa.Array) -> tuple[np.ndarray, np.ndarray, int]:
+    """The script-bearing characters (not Common/Inherited/Unknown) of all texts, in
+    order: the text each is in and its script's index into the codes; and the text count."""
+    table, _ = _script_table()
     texts = texts.cast(pa.large_string()) if pa.types.is_string(texts.type) else texts
     texts = pc.fill_null(texts, "")
     n = len(texts)
     if n == 0:
-        return np.zeros((0, len(codes)), np.int64), codes
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), 0
     cps = np.frombuffer(_joined(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     lengths = pc.utf8_length(texts).to_numpy(zero_copy_only=False)
     sids = table[cps]
     bearing = sids >= _NEUTRAL
     rows = np.repeat(np.arange(n, dtype=np.int64), lengths)[bearing]
-    counts = np.bincount(rows * len(codes) + sids[bearing], minlength=n * len(codes)).reshape(n, len(codes))
+    return rows, sids[bearing].astype(np.int64), n
+
+
+def script_counts(texts: pa.Array) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Per text, how many characters of each script it has (Common/Inherited/Unknown
+    not counted): an (n, scripts) int array and the script codes of its columns."""
+    _, codes = _script_table()
+    rows, sids, n = _bearing_scripts(texts)
+    if n == 0:
+        return np.zeros((0, len(codes)), np.int64), codes
+    counts = np.bincount(rows * len(codes) + sids, minlength=n * len(codes)).reshape(n, len(codes))
     counts[:, :_NEUTRAL] = 0
     return counts, codes
 

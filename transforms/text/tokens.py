@@ -12,13 +12,16 @@ with its word (``ta'``). Internal apostrophes stay inside (``don't``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
 import regex
 
+_WORD = r"[\p{L}\p{M}]+(?:['’][\p{L}\p{M}]+)*(?:-(?=\p{L})|['’](?![\p{L}\p{M}]))?"
 _TOKEN = regex.compile(
     r"""
-    (?P<word>[\p{L}\p{M}]+(?:['’][\p{L}\p{M}]+)*(?:-(?=\p{L})|['’](?![\p{L}\p{M}]))?)
+    (?P<word>""" + _WORD + r""")
   | (?P<number>\p{N}+(?:[.,]\p{N}+)*)
   | (?P<space>\s+)
   | (?P<punct>.)
@@ -41,3 +44,31 @@ def tokenize(text: str) -> list[Token]:
 
 def words(text: str) -> list[Token]:
     return [t for t in tokenize(text) if t.kind == "word"]
+
+
+# Words alone, found by searching: no other kind of token contains a letter or a mark, and
+# a word is tried first wherever one starts, so the search meets exactly tokenize's words.
+_WORD_SPLIT = regex.compile(f"({_WORD})")
+_SEPARATOR = "\n"  # between texts: not a letter or mark, and seen by the lookaheads like a text's end
+
+
+class WordSpans(NamedTuple):
+    """The words of many texts (tokenize's ``word`` tokens, in order): their text and,
+    as int64 arrays, the text each is in and its [start, end) character offsets there."""
+    text: list[str]
+    row: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+
+def word_spans(texts: Sequence[str]) -> WordSpans:
+    """The words of all ``texts`` with one regex split over their join: no Python per word
+    (``tokenize`` builds a Token per word, space and punctuation mark)."""
+    parts = _WORD_SPLIT.split(_SEPARATOR.join(texts))  # gap, word, gap, word, ..., gap
+    lengths = np.fromiter(map(len, parts), np.int64, len(parts))
+    part_start = np.cumsum(lengths) - lengths
+    start, end = part_start[1::2], part_start[1::2] + lengths[1::2]
+    text_lengths = np.fromiter(map(len, texts), np.int64, len(texts)) + len(_SEPARATOR)
+    text_start = np.cumsum(text_lengths) - text_lengths
+    row = np.searchsorted(text_start, start, side="right") - 1
+    return WordSpans(parts[1::2], row, start - text_start[row], end - text_start[row])
