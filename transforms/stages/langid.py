@@ -164,12 +164,13 @@ class FastTextModel:
         # The lines come from clean_for_lid, so they hold no other newline.
         labels, probs = self.model.f.multilinePredict([t + "\n" for t in lines], k, 0.0, "replace")
         width = min(k, self.labels)
-        try:  # every row has `width` labels: one copy
-            scores = np.array(probs, np.float32).reshape(len(lines), width)
-        except ValueError:  # a row has fewer than k labels when the top one takes all mass
+        flat = np.concatenate(probs).astype(np.float32, copy=False)
+        if len(flat) == len(lines) * width:  # every row has `width` labels
+            scores = flat.reshape(len(lines), width)
+        else:  # a row has fewer than k labels when the top one takes all mass: pad with zeros
+            counts = np.fromiter(map(len, probs), np.int64, count=len(probs))
             scores = np.zeros((len(lines), width), np.float32)
-            for i, p in enumerate(probs):
-                scores[i, : len(p)] = p
+            scores[np.arange(width) < counts[:, None]] = flat
         # hierarchical softmax can overshoot 1 by rounding (1.00005): keep it a probability
         return labels, np.minimum(scores, 1.0)
 

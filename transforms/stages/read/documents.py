@@ -119,51 +119,74 @@ class _BatchBuilder:
             schema=DOCUMENT_SCHEMA,
         )
         self.docs += n
-        self.ids, self.texts, self.lines, self.offsets, self.metas = [], [], [], [], []
+        for column in (self.ids, self.texts, self.lines, self.offsets, self.metas):
+            column.clear()  # in place: readers hold these lists' append methods
         return batch
 
     def flush_dead(self) -> pa.RecordBatch | None:
         if not self.dead:
             return None
         batch = pa.RecordBatch.from_pylist(self.dead, schema=DEAD_LETTER_SCHEMA)
-        self.dead = []
+        self.dead.clear()
         return batch
+
+
+_BLOCK = 1 << 20  # bytes read at a time: lines are split a block at a time, not one readline each
 
 
 def _lines(f: BinaryIO, max_bytes: int) -> Iterator[tuple[int, int, bytes, bool]]:
     """(line number, byte offset, line without EOL, too_long). Never holds more than
-    ``max_bytes`` of one line in memory: the rest of an overlong line is skipped."""
+    ``max_bytes`` of one line in memory (plus one block): the rest of an overlong line
+    is skipped."""
     offset, lineno = 0, 0
-    readline = f.readline
+    keep = max_bytes + 1  # an overlong line's kept prefix: enough for its dead letter
+    head, length = b"", 0  # the unfinished line so far: its (kept) start and its full length
+    read = f.read
     while True:
-        chunk = readline(max_bytes + 2)
-        if not chunk:
-            return
+        block = read(_BLOCK)
+        if not block:
+            break
+        parts = block.split(b"\n")
+        last = parts.pop()
+        for line in parts:
+            if length:  # the line began in an earlier block
+                length += len(line)
+                line = (head + line)[:keep] if len(head) < keep else head
+                head = b""
+            else:
+                length = len(line)
+            lineno += 1
+            start = offset
+            offset += length + 1
+            if length <= keep:  # the whole line is here
+                length = 0
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                yield lineno, start, line, len(line) > max_bytes
+            else:
+                length = 0
+                yield lineno, start, line, True
+        if last:
+            if len(head) < keep:
+                head = (head + last)[:keep]
+            length += len(last)
+    if length:  # a last line without a newline
         lineno += 1
-        start = offset
-        offset += len(chunk)
-        too_long = False
-        if not chunk.endswith(b"\n") and len(chunk) > max_bytes + 1:
-            too_long = True
-            while True:  # drain the overlong line
-                rest = readline(1 << 16)
-                offset += len(rest)
-                if not rest or rest.endswith(b"\n"):
-                    break
-        line = chunk[:-1] if chunk.endswith(b"\n") else chunk
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if len(line) > max_bytes:
-            too_long = True
-        yield lineno, start, line, too_long
+        if length <= keep and head.endswith(b"\r"):
+            head = head[:-1]
+        yield lineno, offset, head, length > keep or len(head) > max_bytes
 
 
 def _read_lines(f: BinaryIO, source: str, opts: ReaderOptions, jsonl: bool,
                 out: _BatchBuilder) -> Iterator[tuple[str, pa.RecordBatch]]:
     text_field, id_field = opts.text_field, opts.id_field
     loads, dumps, JSONDecodeError = orjson.loads, orjson.dumps, orjson.JSONDecodeError
+    # the builder's columns, appended to here without a call per row (``out.add``)
+    ids, dead, batch_size = out.ids, out.dead, out.batch_size
+    add_id, add_text, add_line, add_offset, add_meta = (
+        out.ids.append, out.texts.append, out.lines.append, out.offsets.append, out.metas.append)
     for lineno, offset, line, too_long in _lines(f, opts.max_line_bytes):
-        if len(out.dead) >= out.batch_size:  # a file of garbage must not pile up in memory
+        if len(dead) >= batch_size:  # a file of garbage must not pile up in memory
             yield DEAD_LETTER, out.flush_dead()
         if too_long:
             out.reject("line_too_long", f"line longer than max_line_bytes={opts.max_line_bytes}",
@@ -215,10 +238,13 @@ def _read_lines(f: BinaryIO, source: str, opts: ReaderOptions, jsonl: bool,
                 out.reject("invalid_id", f"field {id_field!r} is {json_type(rid)}, expected string or integer",
                            lineno, offset, line)
                 continue
-        batch = out.add(rid, doc, lineno, offset, dumps(record, option=orjson.OPT_SORT_KEYS).decode()
-                        if record else None)
-        if batch is not None:
-            yield DOCS, batch
+        add_id(rid)
+        add_text(doc)
+        add_line(lineno)
+        add_offset(offset)
+        add_meta(dumps(record, option=orjson.OPT_SORT_KEYS).decode() if record else None)
+        if len(ids) >= batch_size:
+            yield DOCS, out.flush_docs()
 
 
 _JSON_TYPES = {type(None): "null", bool: "boolean", int: "number", float: "number", list: "array", dict: "object",
