@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xlcorpus.transforms.stages.transliterate.rule_tables import RuleTable, load_table, shipped_tables
-from xlcorpus.transforms.text.scripts import majority_scripts, script_counts
+from xlcorpus.transforms.text.scripts import majority_scripts, script_counts, span_scripts
 from xlcorpus.transforms.text.tokens import tokenize, word_spans, words
 
 
@@ -115,3 +116,20 @@ def test_majority_scripts_ties_and_mixed_words():
     assert majority_scripts(pa.array(texts)).to_pylist() == majority_by_counts(texts)
     assert majority_scripts(pa.array(texts)).to_pylist()[:7] == ["Cyrl", "Latn", "Cyrl", "Cyrl", "Cyrl", "Zyyy",
                                                                  "Zyyy"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=40), TRICKY_TEXT,
+                          st.text(alphabet=st.sampled_from(list("aЖשक東ыαあ1 -'\u0301")), max_size=20)), max_size=8))
+def test_span_scripts_of_words_equal_majority_scripts(texts):
+    spans = word_spans(texts)
+    assert [spans.joined[a:a + len(w)] for a, w in zip(spans.at.tolist(), spans.text)] == spans.text
+    found, codes = span_scripts(spans.joined, spans.at, spans.at + (spans.end - spans.start))
+    assert [codes[i] for i in found] == majority_scripts(pa.array(spans.text, pa.string())).to_pylist()
+
+
+def test_span_scripts_of_slices_ending_at_the_end():
+    found, codes = span_scripts("ЖЖab кот", np.array([0, 5]), np.array([4, 8]))
+    assert [codes[i] for i in found] == ["Cyrl", "Cyrl"]  # a tie goes to the script listed first
+    found, codes = span_scripts("12 ab", np.array([0, 3]), np.array([2, 5]))
+    assert [codes[i] for i in found] == ["Zyyy", "Latn"]

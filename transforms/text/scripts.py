@@ -82,6 +82,34 @@ def majority_scripts(texts: pa.Array) -> pa.Array:
     return pa.array(np.asarray(codes, dtype=object)[best], pa.string())
 
 
+def span_scripts(text: str, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Majority script of each of the ordered, disjoint, non-empty slices [start, end) of
+    ``text``, as ``majority_scripts`` of the slices gives it, without building them: an
+    index into the script codes per slice, and the codes."""
+    table, codes = _script_table()
+    n = len(starts)
+    if n == 0:
+        return np.zeros(0, np.int64), codes
+    sids = table[np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)].astype(np.int16)
+    bearing = sids >= _NEUTRAL
+    none_low, none_high = np.int16(len(codes)), np.int16(-1)  # what a slice without script gets
+    bounds = np.empty(2 * n, np.int64)
+    bounds[0::2], bounds[1::2] = starts, ends  # reduceat's odd results (the gaps) are not used
+    # one sentinel past the end: a slice may end where the text does
+    low = np.minimum.reduceat(np.append(np.where(bearing, sids, none_low), none_low), bounds)[0::2]
+    high = np.maximum.reduceat(np.append(np.where(bearing, sids, none_high), none_high), bounds)[0::2]
+    best = np.where(low == high, low, 0).astype(np.int64)  # one script; none: Zyyy
+    mixed = np.flatnonzero((low < high))
+    if len(mixed):
+        sizes = (ends[mixed] - starts[mixed]).astype(np.int64)
+        owner = np.repeat(np.arange(len(mixed)), sizes)
+        position = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes) + np.repeat(starts[mixed], sizes)
+        keep = bearing[position]
+        counts = np.bincount(owner[keep] * len(codes) + sids[position[keep]], minlength=len(mixed) * len(codes))
+        best[mixed] = counts.reshape(len(mixed), len(codes)).argmax(axis=1)
+    return best, codes
+
+
 def _joined(texts: pa.Array) -> str:
     """All strings of a large_string array (sliced or not) as one str, without per-row Python."""
     offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)[texts.offset: texts.offset + len(texts) + 1]

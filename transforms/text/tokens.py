@@ -54,21 +54,26 @@ _SEPARATOR = "\n"  # between texts: not a letter or mark, and seen by the lookah
 
 class WordSpans(NamedTuple):
     """The words of many texts (tokenize's ``word`` tokens, in order): their text and,
-    as int64 arrays, the text each is in and its [start, end) character offsets there."""
+    as int64 arrays, the text each is in and its [start, end) character offsets there;
+    and the texts as one string (``joined``) with each word's start in it (``at``)."""
     text: list[str]
     row: np.ndarray
     start: np.ndarray
     end: np.ndarray
+    joined: str
+    at: np.ndarray
 
 
 def word_spans(texts: Sequence[str]) -> WordSpans:
     """The words of all ``texts`` with one regex split over their join: no Python per word
     (``tokenize`` builds a Token per word, space and punctuation mark)."""
-    parts = _WORD_SPLIT.split(_SEPARATOR.join(texts))  # gap, word, gap, word, ..., gap
+    joined = _SEPARATOR.join(texts)
+    parts = _WORD_SPLIT.split(joined)  # gap, word, gap, word, ..., gap
     lengths = np.fromiter(map(len, parts), np.int64, len(parts))
     part_start = np.cumsum(lengths) - lengths
-    start, end = part_start[1::2], part_start[1::2] + lengths[1::2]
+    at, size = part_start[1::2], lengths[1::2]
     text_lengths = np.fromiter(map(len, texts), np.int64, len(texts)) + len(_SEPARATOR)
     text_start = np.cumsum(text_lengths) - text_lengths
-    row = np.searchsorted(text_start, start, side="right") - 1
-    return WordSpans(parts[1::2], row, start - text_start[row], end - text_start[row])
+    row = np.searchsorted(text_start, at, side="right") - 1
+    start = at - text_start[row]
+    return WordSpans(parts[1::2], row, start, start + size, joined, at)

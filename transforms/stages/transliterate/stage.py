@@ -32,7 +32,7 @@ from xlcorpus.transforms.stages.transliterate.policies import ANY_LANGUAGE, Poli
 from xlcorpus.transforms.stages.transliterate.romanize import Romanizer, map_span  # noqa: F401 - map_span is part of this API
 from xlcorpus.transforms.stages.transliterate.rule_tables import load_table
 from xlcorpus.transforms.text.languages import normalize_lang_code
-from xlcorpus.transforms.text.scripts import majority_scripts
+from xlcorpus.transforms.text.scripts import span_scripts
 from xlcorpus.transforms.text.tokens import WordSpans, tokenize, word_spans
 
 STAGE = "transliterate"
@@ -55,17 +55,29 @@ class Transliterated:
 @dataclass
 class TransliteratedRows:
     """A batch's results, column-wise: per row with a policy (``rows``: their indices in
-    the batch) its text and offset map; per word of those rows, in order, the row (an
-    index into ``rows``), [start, end), origin label and action."""
+    the batch) its policy (an index into ``policies``), text and offset map; per word of
+    those rows, in order, the row (an index into ``rows``), [start, end), and its origin
+    label and action as indices into ``origin_names`` and ``action_names``."""
     rows: list[int]
+    row_policy: np.ndarray
     policies: list[Policy]
     texts: list[str]
     offsets: list[np.ndarray]
     word_row: np.ndarray
     word_start: np.ndarray
     word_end: np.ndarray
-    origins: list[str]
-    actions: list[str]
+    origin_ids: np.ndarray
+    origin_names: list[str]
+    action_ids: np.ndarray
+    action_names: list[str]
+
+    @property
+    def origins(self) -> list[str]:
+        return [self.origin_names[i] for i in self.origin_ids.tolist()]
+
+    @property
+    def actions(self) -> list[str]:
+        return [self.action_names[i] for i in self.action_ids.tolist()]
 
 
 class Transliterator:
@@ -97,9 +109,9 @@ class Transliterator:
         res = self.transliterate_rows(texts, langs)
         out: list[Transliterated | None] = [None] * len(texts)
         bounds = np.searchsorted(res.word_row, np.arange(len(res.rows) + 1)).tolist()
-        starts, ends = res.word_start.tolist(), res.word_end.tolist()
+        starts, ends, origins, actions = res.word_start.tolist(), res.word_end.tolist(), res.origins, res.actions
         for j, row in enumerate(res.rows):
-            words = [{"start": starts[k], "end": ends[k], "origin": res.origins[k], "action": res.actions[k]}
+            words = [{"start": starts[k], "end": ends[k], "origin": origins[k], "action": actions[k]}
                      for k in range(bounds[j], bounds[j + 1])]
             out[row] = Transliterated(res.texts[j], words, res.offsets[j])
         return out
@@ -107,61 +119,81 @@ class Transliterator:
     def transliterate_rows(self, texts: Sequence[str], langs: Sequence[str | None]) -> TransliteratedRows:
         """The batch's results, column-wise (no Python object per word): words found for
         all rows in one pass, labelled in one call per labeler, their actions looked up
-        per distinct label; rows whose words are all kept, or all romanized, need no
+        per (policy, label); rows whose words are all kept, or all romanized, need no
         per-token work (the text itself, or uroman's line); only rows that mix actions
         are tokenized fully and composed token by token."""
-        rows, policies = [], []
-        for row, (text, lang) in enumerate(zip(texts, langs)):
-            policy = self.policy_for(lang)
-            if policy is not None and text is not None:
-                rows.append(row)
-                policies.append(policy)
+        rows, row_policy, policies = self._policies(texts, langs)
         row_texts = [texts[r] for r in rows]
         words = word_spans(row_texts)
-        origins = self._labels(words, rows, policies)
-        actions = _actions(words.row, origins, policies)
+        word_policy = row_policy[words.row]
+        origin_ids, origin_names = self._labels(words, rows, word_policy, policies)
+        action_ids, action_names = _actions(word_policy, origin_ids, origin_names, policies)
         n_words = np.bincount(words.row, minlength=len(rows))
-        is_keep = np.fromiter((a == "keep" for a in actions), bool, len(actions))
-        is_romanize = np.fromiter((a == "romanize" for a in actions), bool, len(actions))
-        n_keep = np.bincount(words.row[is_keep], minlength=len(rows))
-        n_romanize = np.bincount(words.row[is_romanize], minlength=len(rows))
+        n_keep, n_romanize = (
+            np.bincount(words.row[action_ids == action_names.index(a)], minlength=len(rows))
+            if a in action_names else np.zeros(len(rows), np.int64) for a in ("keep", "romanize"))
         to_romanize = np.flatnonzero(n_romanize).tolist()
         romanized = dict(zip(to_romanize, zip(*self.romanizer.romanize_batch([row_texts[j] for j in to_romanize])))) \
             if to_romanize else {}
-        mixed = (n_keep < n_words) & ~((n_romanize == n_words) & (n_words > 0))
+        mixed = ((n_keep < n_words) & ~((n_romanize == n_words) & (n_words > 0))).tolist()
         bounds = np.searchsorted(words.row, np.arange(len(rows) + 1)).tolist()
         out_texts, out_offsets = [], []
         for j, text in enumerate(row_texts):
-            if j in romanized and not mixed[j]:  # every word romanized: uroman's line
+            if mixed[j]:
+                result = self._compose(text, [action_names[a] for a in action_ids[bounds[j]:bounds[j + 1]].tolist()],
+                                       romanized.get(j))
+            elif j in romanized:  # every word romanized: uroman's line
                 result = romanized[j]
-            elif not mixed[j]:  # nothing to rewrite: one identity row
+            else:  # nothing to rewrite: one identity row
                 result = text, (np.array([[0, len(text), 0, len(text)]], np.int32) if text else _NO_OFFSETS)
-            else:
-                result = self._compose(text, actions[bounds[j]:bounds[j + 1]], romanized.get(j))
             out_texts.append(result[0])
             out_offsets.append(result[1])
-        return TransliteratedRows(rows, policies, out_texts, out_offsets, words.row, words.start, words.end,
-                                  origins, actions)
+        return TransliteratedRows(rows, row_policy, policies, out_texts, out_offsets, words.row, words.start,
+                                  words.end, origin_ids, origin_names, action_ids, action_names)
 
-    def _labels(self, words: WordSpans, rows: list[int], policies: list[Policy]) -> list[str]:
-        """Each word's label: one call per labeler (all rows' words at once)."""
-        labelers = [(p.labeler, p.model if p.labeler == "etymology" else None) for p in policies]  # hashable
+    def _policies(self, texts: Sequence[str], langs: Sequence[str | None]) -> tuple[list[int], np.ndarray, list]:
+        """The rows with a text and a policy, each one's policy (an index into the list of
+        distinct policies), and that list; the policy looked up once per language."""
+        rows: list[int] = []
+        row_policy: list[int] = []
+        policies: list[Policy] = []
+        by_lang: dict[str | None, int | None] = {}
+        for row, (text, lang) in enumerate(zip(texts, langs)):
+            if text is None:
+                continue
+            if lang not in by_lang:
+                policy = self.policy_for(lang)
+                known = [k for k, p in enumerate(policies) if p is policy]
+                if policy is not None and not known:
+                    policies.append(policy)
+                by_lang[lang] = None if policy is None else (known or [len(policies) - 1])[0]
+            if (k := by_lang[lang]) is not None:
+                rows.append(row)
+                row_policy.append(k)
+        return rows, np.array(row_policy, np.int64), policies
+
+    def _labels(self, words: WordSpans, rows: list[int], word_policy: np.ndarray, policies: list[Policy]
+                ) -> tuple[np.ndarray, list[str]]:
+        """Each word's label, as an index into a list of labels: one call per labeler (all
+        rows' words at once)."""
+        labelers = [(p.labeler, p.model if p.labeler == "etymology" else None) for p in policies]
         distinct = list(dict.fromkeys(labelers))
-        labels: list[str] = [""] * len(words.text)
-        word_labeler = np.array([distinct.index(k) for k in labelers], np.int64)[words.row] if len(distinct) > 1 \
-            else None
-        for i, (labeler, model) in enumerate(distinct):
-            members = np.arange(len(words.text)) if word_labeler is None else np.flatnonzero(word_labeler == i)
-            texts = words.text if word_labeler is None else [words.text[k] for k in members.tolist()]
+        ids = np.zeros(len(words.text), np.int64)
+        vocabulary: dict[str, int] = {}
+        for labeler, model in distinct:
+            members = np.flatnonzero(np.isin(word_policy, [k for k, key in enumerate(labelers)
+                                                           if key == (labeler, model)]))
             if labeler == "script":
-                predicted = majority_scripts(pa.array(texts, pa.string())).to_pylist()
+                at = words.at[members]
+                found, names = span_scripts(words.joined, at, at + (words.end - words.start)[members])
             else:  # the classifier uses sentence context (neighbouring words): one sentence per row
-                predicted = self.classifier(model).predict(texts, np.asarray(rows)[words.row[members]].tolist())
-            if word_labeler is None:
-                return list(predicted)
-            for k, label in zip(members.tolist(), predicted):
-                labels[k] = label
-        return labels
+                classifier = self.classifier(model)
+                found = classifier.predict_indices([words.text[k] for k in members.tolist()],
+                                                   np.asarray(rows)[words.row[members]].tolist())
+                names = classifier.labels
+            ids[members] = np.array([vocabulary.setdefault(name, len(vocabulary)) for name in names],
+                                    np.int64)[found]
+        return ids, list(vocabulary)
 
     def _compose(self, text: str, word_actions: list[str], romanized) -> tuple[str, np.ndarray]:
         """A row whose words take different actions, token by token; spaces, numbers and
@@ -208,16 +240,14 @@ class Transliterator:
         return texts[0], offsets[0].tolist()
 
 
-def _actions(word_row: np.ndarray, origins: list[str], policies: list[Policy]) -> list[str]:
-    """Each word's action under its row's policy, looked up once per (policy, label)."""
-    index = {key: i for i, key in enumerate(dict.fromkeys(map(id, policies)))}  # policies are not hashable
-    distinct = {id(p): p for p in policies}
-    labels = set(origins)
-    table = [{label: distinct[key].action_for(label) for label in labels} for key in index]
-    if len(table) == 1:
-        return list(map(table[0].__getitem__, origins))
-    word_policy = np.array([index[id(p)] for p in policies], np.int64)[word_row].tolist()
-    return [table[p][label] for p, label in zip(word_policy, origins)]
+def _actions(word_policy: np.ndarray, origin_ids: np.ndarray, origin_names: list[str], policies: list[Policy]
+             ) -> tuple[np.ndarray, list[str]]:
+    """Each word's action under its row's policy (an index into a list of actions),
+    looked up once per (policy, label)."""
+    vocabulary: dict[str, int] = {}
+    table = np.array([[vocabulary.setdefault(p.action_for(name), len(vocabulary)) for name in origin_names]
+                      for p in policies], np.int64).reshape(len(policies), len(origin_names))
+    return table[word_policy, origin_ids], list(vocabulary)
 
 
 _NO_OFFSETS = np.zeros((0, 4), np.int32)
@@ -234,8 +264,9 @@ def transliterate_columns(batch: pa.RecordBatch, tr: Transliterator, spans_colum
     texts: list[str | None] = [None] * n
     policies: list[str | None] = [None] * n
     offsets: list[np.ndarray | None] = [None] * n
-    for j, row in enumerate(res.rows):
-        texts[row], policies[row], offsets[row] = res.texts[j], res.policies[j].name, res.offsets[j]
+    names = [p.name for p in res.policies]
+    for j, (row, k) in enumerate(zip(res.rows, res.row_policy.tolist())):
+        texts[row], policies[row], offsets[row] = res.texts[j], names[k], res.offsets[j]
     spans_in = batch.column(spans_column).to_pylist() if spans_column else [None] * n
     spans_out, verdicts = [], []
     for row_offsets, spans in zip(offsets, spans_in):
@@ -261,16 +292,24 @@ def transliterate_columns(batch: pa.RecordBatch, tr: Transliterator, spans_colum
 
 def _tokens_column(res: TransliteratedRows, n: int) -> pa.Array:
     """The rows' words as one list<TRANSLIT_TOKEN> column, from the word arrays (no dict
-    per word); null where no policy applied."""
+    per word; labels and actions decoded by Arrow); null where no policy applied."""
     words = pa.StructArray.from_arrays(
         [pa.array(res.word_start, pa.int32()), pa.array(res.word_end, pa.int32()),
-         pa.array(res.origins, pa.string()), pa.array(res.actions, pa.string())], fields=list(TRANSLIT_TOKEN))
+         _decoded(res.origin_ids, res.origin_names), _decoded(res.action_ids, res.action_names)],
+        fields=list(TRANSLIT_TOKEN))
     sizes = np.zeros(n, np.int64)
     sizes[res.rows] = np.bincount(res.word_row, minlength=len(res.rows))
     null = np.ones(n, bool)
     null[res.rows] = False
     return pa.ListArray.from_arrays(pa.array(np.r_[0, np.cumsum(sizes)].astype(np.int32)), words,
                                     type=pa.list_(TRANSLIT_TOKEN), mask=pa.array(null) if null.any() else None)
+
+
+def _decoded(ids: np.ndarray, names: list[str]) -> pa.Array:
+    """A string column from indices into ``names``."""
+    if len(ids) == 0:
+        return pa.array([], pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(ids, pa.int32()), pa.array(names, pa.string())).cast(pa.string())
 
 
 def _offsets_column(maps: Sequence[np.ndarray | None]) -> pa.Array:
