@@ -108,6 +108,21 @@ def test_next_token_logprobs_equal_score_batch(backend):
     assert backend.counters.by_kind["score"] >= 2
 
 
+def test_logprobs_at_are_the_asked_entries_of_along(backend):
+    srcs = [backend.source_tokens(t) for t in ("Maria saw the river", "Anna Berg went to Tarvia with John")]
+    tgts = [backend.target_pieces("the man went to Kavia"), backend.target_pieces("[ Acme ] big")]
+    eos = backend.token_id("</s>")
+    queries = [[(0, 5), (len(tgts[0]), eos), (2, 7), (0, 9)], [(len(tgts[1]), eos), (1, 4)]]
+    full = backend.along(srcs, tgts)
+    got = backend.logprobs_at(srcs, tgts, queries, max_tokens=16)  # one target per batch
+    for (_tok, dist), asked, values in zip(full, queries, got):
+        assert values.dtype == np.float64 and len(values) == len(asked)
+        np.testing.assert_allclose(values, [dist[k, t] for k, t in asked], atol=1e-5)
+    # the entry after the whole target is log p(</s>): score_batch's last entry
+    np.testing.assert_allclose(got[1][0], backend.score(srcs[1:], tgts[1:])[0][-1], atol=1e-4)
+    assert backend.logprobs_at([], [], []) == []
+
+
 def test_language_checks(tmp_path):
     model = tiny_model(tmp_path, "nllb")
     with pytest.raises(ValueError, match="not in the model's vocabulary"):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import glob
 import json
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -289,18 +290,11 @@ class MTBackend:
         whole target). ``columns`` keeps only those vocabulary ids."""
         return [cols for _tok, cols in self.along(sources, targets, columns)]
 
-    def along(self, sources: Sequence[list[str]], targets: Sequence[list[str]],
-              columns: Sequence[int] | None = None, max_tokens: int | None = None
-              ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """One teacher-forced pass per target: (log-prob of each target piece, shape
-        (len,), and the next-token log-probs at every position, shape (len + 1, V) or
-        (len + 1, len(columns))). The piece log-probs equal ``score``'s. Batched like
-        ``score``."""
-        if not sources:
-            return []
+    def _forced_passes(self, sources: Sequence[list[str]], targets: Sequence[list[str]], max_tokens: int | None):
+        """One teacher-forced pass per target, batched like ``score``: yields (index, the
+        per-step logits rows after the target prefix, row k = the logits after target[:k])."""
         pre = self.target_prefix
         n = len(pre)
-        out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(sources)
         groups = length_groups([len(t) for t in targets], [len(s) for s in sources],
                                max_tokens or self.opts.max_batch_tokens)
         pending = []
@@ -315,17 +309,52 @@ class MTBackend:
         for group, results in zip(groups, pending):
             self._count("next_token", len(group))
             for k, r in zip(group, results):
-                r = r.result()
-                t = targets[k]
-                logits = np.asarray(r.logits[0], dtype=np.float32)[n:n + len(t) + 1]
-                m = logits.max(axis=1, keepdims=True)
-                # log-softmax over the vocabulary, the normaliser summed in float64
-                lse = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True, dtype=np.float64))).astype(np.float64)
-                ids = np.array([self.token_id(x) for x in t], dtype=np.int64)
-                token_lp = logits[np.arange(len(t)), ids].astype(np.float64) - lse[: len(t), 0]
-                # float32 like the logits: no float64 copy of every vocabulary row
-                cols = (logits if columns is None else logits[:, list(columns)]) - lse.astype(np.float32)
-                out[k] = (token_lp, cols)
+                yield k, r.result().logits[0][n:n + len(targets[k]) + 1]
+
+    def along(self, sources: Sequence[list[str]], targets: Sequence[list[str]],
+              columns: Sequence[int] | None = None, max_tokens: int | None = None
+              ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One teacher-forced pass per target: (log-prob of each target piece, shape
+        (len,), and the next-token log-probs at every position, shape (len + 1, V) or
+        (len + 1, len(columns))). The piece log-probs equal ``score``'s. Batched like
+        ``score``."""
+        if not sources:
+            return []
+        out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(sources)
+        for k, rows in self._forced_passes(sources, targets, max_tokens):
+            t = targets[k]
+            logits = np.asarray(rows, dtype=np.float32)
+            m = logits.max(axis=1, keepdims=True)
+            # log-softmax over the vocabulary, the normaliser summed in float64
+            lse = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True, dtype=np.float64))).astype(np.float64)
+            ids = np.array([self.token_id(x) for x in t], dtype=np.int64)
+            token_lp = logits[np.arange(len(t)), ids].astype(np.float64) - lse[: len(t), 0]
+            # float32 like the logits: no float64 copy of every vocabulary row
+            cols = (logits if columns is None else logits[:, list(columns)]) - lse.astype(np.float32)
+            out[k] = (token_lp, cols)
+        return out
+
+    def logprobs_at(self, sources: Sequence[list[str]], targets: Sequence[list[str]],
+                    queries: Sequence[Sequence[tuple[int, int]]], max_tokens: int | None = None
+                    ) -> list[np.ndarray]:
+        """``along`` reduced to what is asked: for each target, log p(token id | source,
+        target[:k]) for each (k, token id) of its queries (0 <= k <= len(target)), float64.
+        Only the asked rows are normalised (the constrained search needs a few entries of
+        a few rows)."""
+        if not sources:
+            return []
+        out: list[np.ndarray | None] = [None] * len(sources)
+        for k, rows in self._forced_passes(sources, targets, max_tokens):
+            lse: dict[int, tuple[np.ndarray, float]] = {}
+            values = []
+            for pos, token in queries[k]:
+                if pos not in lse:
+                    row = np.asarray(rows[pos], dtype=np.float32)
+                    m = float(row.max())
+                    lse[pos] = row, m + math.log(float(np.exp(row - m).sum(dtype=np.float64)))
+                row, norm = lse[pos]
+                values.append(float(row[token]) - norm)
+            out[k] = np.array(values, dtype=np.float64)
         return out
 
 

@@ -34,7 +34,9 @@ from xlcorpus.transforms.stages.project.alignment import aligned_pieces
 from xlcorpus.transforms.stages.project.markers import boundaries, detokenize, mark, word_ids
 from xlcorpus.transforms.stages.project.results import Projected, conclude
 
-Request = tuple  # (source, [("score" | "along", target), ...]): one round's asks of one search
+# (source, [("score", target) | ("along", (target prefix, [(position, token id), ...])), ...]):
+# one round's asks of one search
+Request = tuple
 
 # float32 log-probs carry ~1e-6 of rounding: the complement bound is taken from a
 # log-prob lowered by this much, so it stays an upper bound (log(1e-4) at most when p ~ 1).
@@ -200,13 +202,15 @@ def constrained_search(source: list[str], template: list[str], opens: list[str],
             for prefix, seq, bounded in open_branches:
                 live = [k for bound, k, _, _ in bounded if bound >= best - margin]
                 if live:  # the distribution at position k comes after seq[:k]: the prefix up to the last
-                    asks.append((prefix, bounded, seq[:max(live)]))
+                    last_k = max(live)
+                    asks.append((prefix, bounded, seq[:last_k], [(k, tid) for _, k, tid, _ in bounded if k <= last_k]))
             if asks:
-                rows = yield (source, [("along", prefix_seq) for _, _, prefix_seq in asks])
+                got = yield (source, [("along", (prefix_seq, queries)) for _, _, prefix_seq, queries in asks])
                 res.sequences += len(asks)
-                for (prefix, bounded, prefix_seq), (_token_lp, dist) in zip(asks, rows):
-                    bounded[:] = [(min(bound, prefix[k] + float(dist[k, token_id])) if k <= len(prefix_seq)
-                                   else bound, k, token_id, child) for bound, k, token_id, child in bounded]
+                for (prefix, bounded, prefix_seq, _queries), exact in zip(asks, got):
+                    exact_lp = iter(exact.tolist())  # in the order of the queries: the branches up to the prefix's end
+                    bounded[:] = [(min(bound, prefix[k] + next(exact_lp)) if k <= len(prefix_seq) else bound,
+                                   k, token_id, child) for bound, k, token_id, child in bounded]
         for _prefix, _seq, bounded in open_branches:
             for bound, _k, _id, child in bounded:
                 if bound >= best - margin:
@@ -217,7 +221,7 @@ def constrained_search(source: list[str], template: list[str], opens: list[str],
 
 def run_searches(backend: MTBackend, searches: list[Generator], batch_tokens: int | None = None) -> list:
     """Drive generators in lockstep: each round, the pending asks of all searches go
-    to the model together, one ``score`` and one ``along`` request (``MTBackend``
+    to the model together, one ``score`` and one ``logprobs_at`` request (``MTBackend``
     groups each by length into batches of ``batch_tokens``, default the backend's
     ``max_batch_tokens``). Returns each generator's return value."""
     results: list = [None] * len(searches)
@@ -230,12 +234,18 @@ def run_searches(backend: MTBackend, searches: list[Generator], batch_tokens: in
     while pending:
         flat = [(k, n, kind, pending[k][0], seq) for k in pending for n, (kind, seq) in enumerate(pending[k][1])]
         answers = {k: [None] * len(pending[k][1]) for k in pending}
-        for kind, call in (("score", backend.score), ("along", backend.along)):
+        for kind in ("score", "along"):
             part = [x for x in flat if x[2] == kind]
-            if part:
-                outs = call([x[3] for x in part], [x[4] for x in part], max_tokens=batch_tokens)
-                for (k, n, *_), out in zip(part, outs):
-                    answers[k][n] = out
+            if not part:
+                continue
+            sources = [x[3] for x in part]
+            if kind == "score":
+                outs = backend.score(sources, [x[4] for x in part], max_tokens=batch_tokens)
+            else:
+                outs = backend.logprobs_at(sources, [x[4][0] for x in part], [x[4][1] for x in part],
+                                           max_tokens=batch_tokens)
+            for (k, n, *_), out in zip(part, outs):
+                answers[k][n] = out
         pending = {}
         for k, answer in answers.items():
             try:
