@@ -28,10 +28,8 @@ from pathlib import Path
 from xlcorpus.transforms.backends.lid_model import cache_dir
 
 # What the tables are made of (and all the unpickler may build).
-_ALLOWED = {
-    ("builtins", name) for name in ("dict", "list", "set", "frozenset", "tuple", "str", "int", "float", "bool")
-} | {("collections", "defaultdict"), ("fractions", "Fraction"), ("pathlib", "PosixPath"),
-     ("pathlib", "WindowsPath"), ("uroman.uroman", "RomRule"), ("uroman.uroman", "Script")}
+_ALLOWED = {("builtins", name) for name in ("dict", "list", "set", "tuple", "str", "int", "float", "bool")} | {
+    ("collections", "defaultdict"), ("uroman.uroman", "RomRule"), ("uroman.uroman", "Script")}
 
 
 class _TablesUnpickler(pickle.Unpickler):
@@ -41,17 +39,20 @@ class _TablesUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+_FORMAT = 2  # of what is stored; part of the key
+
+
 def _none() -> None:
     return None
 
 
 def tables_key(uroman_module=None) -> str:
     """What the loaded tables depend on: uroman's version and source, its data files
-    (names and contents) and the Python version (pickled types)."""
+    (names and contents), the Python version (pickled types) and how they are stored."""
     if uroman_module is None:
         import uroman.uroman as uroman_module
     h = hashlib.sha256()
-    h.update(f"{uroman_module.__version__}\0{sys.version_info[:2]}\0".encode())
+    h.update(f"{_FORMAT}\0{uroman_module.__version__}\0{sys.version_info[:2]}\0".encode())
     h.update(Path(uroman_module.__file__).read_bytes())
     data_dir = uroman_module.Uroman.default_data_dir()
     for path in sorted(data_dir.iterdir()):
@@ -67,9 +68,11 @@ def tables_path(key: str, directory: Path | None = None) -> Path:
 
 def _state(u) -> dict:
     """A freshly loaded Uroman's attributes, picklable: ``dict_num`` is a
-    ``defaultdict(lambda: None)``, stored as a plain dict."""
+    ``defaultdict(lambda: None)``, stored as a plain dict; ``data_dir`` (a Path, whose
+    class moves between Python versions) as a string."""
     state = dict(vars(u))
     state["dict_num"] = dict(state["dict_num"])
+    state["data_dir"] = str(state["data_dir"])
     return state
 
 
@@ -79,6 +82,7 @@ def _restore(state: dict):
     u = uroman.Uroman.__new__(uroman.Uroman)  # no __init__: that is the load being skipped
     state = dict(state)
     state["dict_num"] = defaultdict(_none, state["dict_num"])
+    state["data_dir"] = Path(state["data_dir"])
     u.__dict__.update(state)
     return u
 
@@ -90,7 +94,8 @@ def _read(path: Path, key: str, attributes: set[str]):
     except Exception:  # a truncated, foreign or corrupt file is a cache miss, never an error
         return None
     if not (isinstance(payload, dict) and payload.get("key") == key and isinstance(payload.get("state"), dict)
-            and set(payload["state"]) == attributes and isinstance(payload["state"]["dict_num"], dict)):
+            and set(payload["state"]) == attributes and isinstance(payload["state"]["dict_num"], dict)
+            and isinstance(payload["state"]["data_dir"], str)):
         return None
     return _restore(payload["state"])
 
