@@ -131,19 +131,21 @@ def causal_lm_labels(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.nd
     return np.where(attention_mask.astype(bool), input_ids, IGNORE_INDEX).astype(np.int32)
 
 
-def lm_rows(ids: np.ndarray, mask: np.ndarray, split: str, lang: str, source: str, first: int,
+def lm_rows(ids: np.ndarray, mask: np.ndarray | None, split: str, lang: str, source: str, first: int,
             id_prefix: str) -> pa.RecordBatch:
-    """The output rows of packed sequences: ids ``{id_prefix}/{line}`` numbered from ``first``."""
+    """The output rows of packed sequences: ids ``{id_prefix}/{line}`` numbered from ``first``.
+    ``mask`` None: every token is real (full sequences), so the labels are the ids."""
     n, seq_len = ids.shape
     lines = np.arange(first, first + n, dtype=np.int64)
 
     def fixed(a: np.ndarray) -> pa.Array:
-        return pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1).astype(np.int32)), seq_len)
+        return pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1).astype(np.int32, copy=False)), seq_len)
 
+    labels = ids if mask is None else causal_lm_labels(ids, mask)
     return pa.RecordBatch.from_arrays(
         [pa.array([f"{id_prefix}/{k}" for k in lines.tolist()], pa.string()), pa.array([source] * n, pa.string()),
          pa.array(lines), pa.array([lang] * n, pa.string()), pa.array([split] * n, pa.string()),
-         fixed(ids), fixed(mask), fixed(causal_lm_labels(ids, mask))],
+         fixed(ids), fixed(np.ones_like(ids) if mask is None else mask), fixed(labels)],
         names=["id", "source", "line", "lang", "split", "input_ids", "attention_mask", "labels"])
 
 
@@ -175,7 +177,7 @@ class BundlePacker:
         self.made[(split, lang, source)] += len(full)
         self.stats[f"sequences|{lang}"] += len(full)
         self.stats[f"tokens|{lang}"] += int(full.size)  # full sequences: every token is real
-        return lm_rows(full, np.ones_like(full), split, lang, source, first, f"{split}/{lang}/{short_hash(source)}")
+        return lm_rows(full, None, split, lang, source, first, f"{split}/{lang}/{short_hash(source)}")
 
     def tails(self) -> list[tuple[tuple[str, str], np.ndarray]]:
         """What is left per (split, language), in key order: shorter than a sequence."""
