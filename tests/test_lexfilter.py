@@ -85,7 +85,7 @@ def random_case():
     return lexicon, queries, np.array([nearest_brute(q, lexicon) for q in queries])
 
 
-@pytest.mark.parametrize("max_deletes", [0, 1, 2])
+@pytest.mark.parametrize("max_deletes", [0, 1, 2, 3])
 def test_nearest_distance_equals_brute_force(random_case, max_deletes):
     lexicon, queries, expected = random_case
     got = NearestWordIndex(lexicon, max_deletes=max_deletes).nearest_distance(queries)
@@ -95,7 +95,7 @@ def test_nearest_distance_equals_brute_force(random_case, max_deletes):
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.text("abcə", min_size=1, max_size=7), min_size=1, max_size=25),
-       st.lists(st.text("abcdə", max_size=9), max_size=15), st.integers(0, 2))
+       st.lists(st.text("abcdə", max_size=9), max_size=15), st.integers(0, 3))
 def test_nearest_distance_property(lexicon, queries, max_deletes):
     index = NearestWordIndex(lexicon, max_deletes=max_deletes)
     expected = [nearest_brute(q, sorted(set(lexicon))) for q in queries]
@@ -115,6 +115,30 @@ def test_nearest_distance_at_scale_matches_cdist_and_memo():
     assert lexfilter.brute_force_nearest(queries[:50], lexicon).tolist() == expected[:50].tolist()
     clone = pickle.loads(pickle.dumps(NearestWordIndex(lexicon, max_deletes=2)))  # str hashes are per process
     np.testing.assert_array_equal(clone.nearest_distance(queries), expected)
+
+
+def test_pair_distances_one_call_per_busy_query_and_one_for_the_rest():
+    from xlcorpus.transforms.stages.lexfilter import index as index_module
+    rng = random.Random(11)
+    queries = ["kitabu", "ab", "mtoto"]
+    words = [random_word(rng, "abiktmou", 1, 9) for _ in range(index_module._GROUPED_CANDIDATES + 5)]
+    pair_q = np.array([0] * len(words) + [1, 1, 2], np.int64)  # query 0 has its own cdist call, 1 and 2 share cpdist
+    words += ["a", "abc", "mtotoni"]
+    got = index_module._pair_distances(queries, pair_q, words, cutoff=3)
+    assert got.tolist() == [min(levenshtein(queries[q], w), 4) for q, w in zip(pair_q.tolist(), words)]
+
+
+def test_more_queries_than_a_lookup_key_numbers_are_searched_in_slices(monkeypatch):
+    from xlcorpus.transforms.stages.lexfilter import index as index_module
+    lexicon = ["kitabu", "vitabu", "mtoto", "watoto", "nyumba"]
+    queries = ["kitab", "mtotoo", "nyumbani", "watu", "vitabu", "x", "kitabuni"]
+    index = NearestWordIndex(lexicon)
+    monkeypatch.setattr(index_module, "_MAX_IDS", 3)  # 7 queries: slices of 3, 3 and 1
+    np.testing.assert_allclose(index.nearest_distance(queries), [nearest_brute(q, lexicon) for q in queries],
+                               rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="at most 3 words"):
+        NearestWordIndex(lexicon)
+    assert NearestWordIndex(lexicon, max_deletes=0).nearest_distance(["mtot"]).tolist() == [np.float32(0.2)]
 
 
 def capped_brute(word: str, lexicon: list[str], max_distance=None, max_edits=None) -> float:

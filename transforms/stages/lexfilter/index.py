@@ -33,6 +33,15 @@ _MAX_INDEXED_LENGTH = 32
 # computed from the code-point matrix of all words of one length at once, no string built.
 # Equal strings hash equally; the rare collision only adds a candidate that rapidfuzz rejects.
 _HASH_BASE = np.uint64(0x9E3779B97F4A7C15)
+# Deletion-index entries and lookup keys are one uint64 each: the low 40 bits of a
+# variant's hash above a 24-bit number (the lexicon word's, or the query's), so both
+# sides are built with a plain sort (several times faster than an argsort) and an
+# entry costs 8 bytes. The low bits: a short string's hash has zero top bits. A shorter
+# hash collides more often, which only adds candidates that the check rejects.
+_ID_BITS = np.uint64(24)
+_MAX_IDS = 1 << 24
+_ID_MASK = np.uint64(_MAX_IDS - 1)
+_KEPT_HASH = np.uint64((1 << 40) - 1)
 
 
 @functools.lru_cache(maxsize=512)
@@ -149,11 +158,10 @@ class NearestWordIndex:
         for w in unique:
             self._buckets.setdefault(len(w), []).append(w)
         self._bucket_lengths = np.array(sorted(self._buckets), np.int64)
-        self._del_hash, self._del_word = self._build_deletion_index() if self.max_deletes else (None, None)
-        if self._del_hash is not None:  # where each entry's run of equal hashes ends: one searchsorted a lookup
-            size = self._del_hash.size
-            starts = np.flatnonzero(np.r_[True, self._del_hash[1:] != self._del_hash[:-1]])
-            self._run_end = np.repeat(np.r_[starts[1:], size], np.diff(np.r_[starts, size])).astype(np.int32)
+        if self.max_deletes and len(unique) > _MAX_IDS:
+            raise ValueError(f"the deletion index holds at most {_MAX_IDS} words, got {len(unique)} "
+                             "(use max_deletes=0)")
+        self._del_entries = self._build_deletion_index() if self.max_deletes else np.zeros(0, np.uint64)
         self.memo_size = memo_size
         # Two generations of memoised results: when the young one holds memo_size // 2
         # words it becomes the old one (and the previous old one is dropped); a word found
@@ -183,20 +191,16 @@ class NearestWordIndex:
             self._cap_edits = np.where(denom > 0, k, 0)
         return self._cap_edits[longer]
 
-    def _build_deletion_index(self) -> tuple[np.ndarray, np.ndarray]:
+    def _build_deletion_index(self) -> np.ndarray:
+        """Sorted entries (variant hash << 24 | word id) of every word's variants."""
         short = np.flatnonzero(self._lengths <= _MAX_INDEXED_LENGTH)
-        hashes, ids = [], []
+        entries = []
         step = 8192  # bounded temporaries (C(n, k) variants per word)
         for start in range(0, short.size, step):
             part = short[start:start + step]
             h, i = _variant_hashes([self.words[j] for j in part.tolist()], part, range(self.max_deletes + 1))
-            hashes.append(h)
-            ids.append(i.astype(np.int32))
-        if not hashes:  # every word longer than _MAX_INDEXED_LENGTH
-            return np.zeros(0, np.uint64), np.zeros(0, np.int32)
-        all_h, all_ids = np.concatenate(hashes), np.concatenate(ids)
-        order = np.argsort(all_h, kind="stable")
-        return all_h[order], all_ids[order]
+            entries.append(((h & _KEPT_HASH) << _ID_BITS) | i.astype(np.uint64))
+        return np.sort(np.concatenate(entries)) if entries else np.zeros(0, np.uint64)
 
     def nearest_distance(self, words: Sequence[str] | pa.Array) -> np.ndarray:
         """float32 array: for each word, its smallest normalised distance to a lexicon word.
@@ -245,6 +249,10 @@ class NearestWordIndex:
         """Nearest normalised distance of distinct queries (float64 inside, float32 out);
         ``array``: the same queries as Arrow strings, if at hand (lengths in C)."""
         q = len(queries)
+        if q > _MAX_IDS:  # query numbers must fit the lookup keys
+            return np.concatenate([self._search(queries[s:s + _MAX_IDS],
+                                                None if array is None else array.slice(s, _MAX_IDS))
+                                   for s in range(0, q, _MAX_IDS)])
         best = np.ones(q, np.float64)  # every distance is <= 1, so 1 is a valid start
         if q == 0:
             return best.astype(np.float32)
@@ -254,7 +262,7 @@ class NearestWordIndex:
         best[exact] = 0.0
         rest = np.flatnonzero(~exact & (qlen > 0))
         indexed = rest[qlen[rest] <= _MAX_INDEXED_LENGTH]
-        if indexed.size and self.max_deletes and self._del_hash.size:
+        if indexed.size and self._del_entries.size:
             self._deletion_candidates(queries, qlen, indexed, best)
         self._scan_buckets(queries, qlen, rest, best)
         if self.max_distance is not None:
@@ -264,39 +272,39 @@ class NearestWordIndex:
     def _deletion_candidates(self, queries, qlen, rest, best) -> None:
         """Step 2: exact distances to every lexicon word within max_deletes edits.
 
-        With max_deletes >= 2, one-deletion variants go first; a query only needs its
-        (many more) deeper variants if no word found so far beats what a word >= 2 edits
-        away could reach: 2 / (n + 2)."""
+        One-deletion variants go first, then each deeper level d on its own, only for the
+        queries that still need it: a word >= d edits away is at normalised distance
+        >= d / (n + d), so a query whose best is already there cannot gain from it."""
         k = self.max_deletes
         self._lookup(queries, qlen, *_variant_hashes([queries[i] for i in rest.tolist()], rest, range(min(k, 1) + 1)),
                      best)
-        if k >= 2:
-            deeper = rest[best[rest] * (qlen[rest] + 2) > 2]
+        for depth in range(2, k + 1):
+            deeper = rest[best[rest] * (qlen[rest] + depth) > depth]
             if deeper.size:
-                self._lookup(queries, qlen, *_variant_hashes([queries[i] for i in deeper.tolist()], deeper,
-                                                             range(2, k + 1)), best)
+                self._lookup(queries, qlen, *_variant_hashes([queries[i] for i in deeper.tolist()], deeper, [depth]),
+                             best)
 
     def _lookup(self, queries, qlen, qh, owner, best) -> None:
         """Verify the lexicon words sharing a deletion variant (hash ``qh``) with query ``owner``."""
-        order = np.argsort(qh)  # sorted needles: searchsorted walks the table in order
-        qh, owner = qh[order], owner[order]
-        lo = np.minimum(np.searchsorted(self._del_hash, qh, "left"), self._del_hash.size - 1)
-        found = self._del_hash[lo] == qh
-        hits = self._run_end[lo] - lo
-        lo, hits, owner = lo[found], hits[found], owner[found]
+        # sorted needles: searchsorted walks the table in order
+        keys = np.sort(((qh & _KEPT_HASH) << _ID_BITS) | owner.astype(np.uint64))
+        variant = keys & ~_ID_MASK
+        lo = np.searchsorted(self._del_entries, variant, "left")
+        hits = np.searchsorted(self._del_entries, variant | _ID_MASK, "right") - lo
+        found = hits > 0
+        lo, hits, owner = lo[found], hits[found], (keys[found] & _ID_MASK).astype(np.int64)
         total = int(hits.sum())
         if total == 0:
             return
         starts = np.repeat(lo - (np.cumsum(hits) - hits), hits)
-        pair_w = self._del_word[starts + np.arange(total)]
+        pair_w = (self._del_entries[starts + np.arange(total)] & _ID_MASK).astype(np.int64)
         key = np.sort(np.repeat(owner, hits) * len(self.words) + pair_w)
         key = key[np.r_[True, key[1:] != key[:-1]]]  # each (query, word) pair once
         pair_q, pair_w = key // len(self.words), key % len(self.words)
         # Words sharing a variant are <= 2k edits apart (k with max_edits: nothing farther
         # counts); rapidfuzz reports cutoff + 1 for farther pairs (hash collisions), dropped.
         cutoff = self.max_deletes if self.max_edits is not None else 2 * self.max_deletes
-        d = process.cpdist([queries[i] for i in pair_q.tolist()], self._objects[pair_w].tolist(),
-                           scorer=Levenshtein.distance, score_cutoff=cutoff, dtype=np.int32, workers=1)
+        d = _pair_distances(queries, pair_q, self._objects[pair_w].tolist(), cutoff)
         within = d <= cutoff
         if not within.all():
             d, pair_q, pair_w = d[within], pair_q[within], pair_w[within]
@@ -347,6 +355,29 @@ class NearestWordIndex:
                     dmin = raw.min(axis=1).astype(np.float64)
                     found = dmin <= cutoff
                     best[chunk[found]] = np.minimum(best[chunk[found]], dmin[found] / denom)
+
+
+# A query with at least this many candidates gets its own ``cdist`` call (~60 ns a pair);
+# ``cpdist`` prepares each pair's query again (~150-400 ns a pair), cheaper only for few.
+_GROUPED_CANDIDATES = 24
+
+
+def _pair_distances(queries: list[str], pair_q: np.ndarray, words: list[str], cutoff: int) -> np.ndarray:
+    """Levenshtein distances of (queries[pair_q[i]], words[i]) (at most cutoff + 1);
+    ``pair_q`` sorted, so each query's pairs are one run."""
+    d = np.empty(pair_q.size, np.int32)
+    starts = np.flatnonzero(np.r_[True, pair_q[1:] != pair_q[:-1]])
+    sizes = np.diff(np.r_[starts, pair_q.size])
+    grouped = sizes >= _GROUPED_CANDIDATES
+    for start, size in zip(starts[grouped].tolist(), sizes[grouped].tolist()):
+        d[start:start + size] = process.cdist([queries[pair_q[start]]], words[start:start + size],
+                                              scorer=Levenshtein.distance, score_cutoff=cutoff, dtype=np.int32,
+                                              workers=1)[0]
+    single = np.flatnonzero(np.repeat(~grouped, sizes))
+    if single.size:
+        d[single] = process.cpdist([queries[i] for i in pair_q[single].tolist()], [words[i] for i in single.tolist()],
+                                   scorer=Levenshtein.distance, score_cutoff=cutoff, dtype=np.int32, workers=1)
+    return d
 
 
 def _rebuild_index(words: list[str], max_deletes: int, memo_size: int, max_distance: float | None = None,
