@@ -14,7 +14,8 @@ model, batched by tokens: ``translate`` (pieces, scores, cross-attention), ``sco
 (exact per-token log-probs of given targets, ``score_batch``) and
 ``next_token_logprobs`` (the model's next-token distribution at every position of a
 given target, from ``translate_batch(target_prefix=..., return_logits_vocab=True)``
-with ``min_decoding_length=0`` so nothing is masked: the values equal ``score_batch``'s).
+with ``min_decoding_length=0`` so nothing is masked: the values equal ``score_batch``'s;
+``logprobs_at`` keeps only asked entries of it, what the constrained search uses).
 Counters ``calls`` and ``sequences`` say how much model work was done.
 
 ``random_model`` writes a tiny randomly initialised Transformer with a chosen vocabulary

@@ -1,7 +1,8 @@
 """Alignment projection: the translation's cross-attention aligns each target piece
 to its most attended source piece; an entity's target span is the hull of the
 target words (or pieces) aligned into it, scored by the share of aligned pieces.
-``aligned_hulls`` is also the constrained search's first guess."""
+The pieces aligned into each entity (``aligned_pieces``) also give the constrained
+search its first guess."""
 
 from __future__ import annotations
 
