@@ -2,7 +2,7 @@
 
     taskset -c 0 python -P bench/lexfilter.py [--lexicon-words 50000] [--batch 4096]
         [--cold-batches 3] [--stream-sentences 100000] [--brute-sample 800] [--seed 0]
-        [--modes exact,distance=0.5,edits=1,edits=2] [--max-deletes 2] [--before-deletes 1]
+        [--modes exact,distance=0.5,edits=1,edits=2] [--max-deletes 3] [--before-deletes 1]
 
 (``-P``: keeps ``bench/`` off ``sys.path``, where ``bench/tokenize.py`` would shadow the
 standard library's ``tokenize``.)
@@ -266,7 +266,7 @@ def main(argv=None) -> None:
     ap.add_argument("--brute-sample", type=int, default=800, help="unique words per batch timed by brute force")
     ap.add_argument("--modes", default="exact,distance=0.5,edits=1,edits=2")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-deletes", type=int, default=2, help="deletion-index depth (the stage's default)")
+    ap.add_argument("--max-deletes", type=int, default=3, help="deletion-index depth (the stage's default)")
     ap.add_argument("--before-deletes", type=int, default=1,
                     help="depth before issue 14, timed cold on the same batches for the exact mode")
     args = ap.parse_args(argv)

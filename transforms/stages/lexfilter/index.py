@@ -135,7 +135,7 @@ class NearestWordIndex:
     batch) in two generations (see ``_remember``), at most ``memo_size`` words.
     """
 
-    def __init__(self, words: Iterable[str], *, max_deletes: int = 2, memo_size: int = 0,
+    def __init__(self, words: Iterable[str], *, max_deletes: int = 3, memo_size: int = 0,
                  max_distance: float | None = None, max_edits: int | None = None):
         unique = sorted(set(words))
         if not unique:

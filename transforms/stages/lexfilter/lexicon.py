@@ -125,7 +125,7 @@ class Lexicon:
                 merged[token] += count
         return Lexicon.from_counts(merged, lower, fold)
 
-    def index(self, max_deletes: int = 2, memo_size: int = 0, max_distance: float | None = None,
+    def index(self, max_deletes: int = 3, memo_size: int = 0, max_distance: float | None = None,
               max_edits: int | None = None) -> NearestWordIndex:
         return NearestWordIndex(self.words, max_deletes=max_deletes, memo_size=memo_size,
                                 max_distance=max_distance, max_edits=max_edits)
