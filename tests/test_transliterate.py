@@ -184,3 +184,10 @@ def test_columns_hold_the_batch_results():
                                                       "romanize-non-latin", "romanize-non-latin"]
     assert columns["translit_offsets"].to_pylist() == [r.offsets.tolist() if r else None for r in results]
     assert columns["translit_tokens"].type == TRANSLIT_FIELDS[2].type
+
+
+def test_rows_without_words_load_no_classifier():
+    tr = Transliterator({"mlt": "maltese-arabic"})
+    [res] = tr.transliterate_batch(["12, 13 ..."], ["mlt"])
+    assert res.text == "12, 13 ..." and res.tokens == [] and res.offsets.tolist() == [[0, 10, 0, 10]]
+    assert tr._classifiers == {}

@@ -183,6 +183,8 @@ class Transliterator:
         for labeler, model in distinct:
             members = np.flatnonzero(np.isin(word_policy, [k for k, key in enumerate(labelers)
                                                            if key == (labeler, model)]))
+            if len(members) == 0:  # no word to label: no classifier to load
+                continue
             if labeler == "script":
                 at = words.at[members]
                 found, names = span_scripts(words.joined, at, at + (words.end - words.start)[members])
