@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from xlcorpus.transforms.backends import mt as mb
-from xlcorpus.transforms.stages.project.constrained import constrained_search, run_searches
+from xlcorpus.transforms.stages.project.constrained import constrained_search, guess_from_attention, run_searches
 from xlcorpus.transforms.stages.project.marker import match_entities
 from xlcorpus.transforms.stages.project.markers import (
     boundaries,
@@ -198,6 +198,17 @@ def test_translate_test_projects_predictions_back():
     assert r.reason is None and [original[s["start"]:s["end"]] for s in r.spans] == ["Mariaka", "Tarviasa"]
     with pytest.raises(ValueError, match="reverse"):
         Projector(opts, IdentityBackend())
+
+
+def test_guess_from_attention_takes_the_heaviest_run_without_the_first_piece():
+    tokens = ["▁a", "b", "▁C", "d", "▁e", "▁F"]  # words: a b | C d | e | F
+    # the first piece's alignment is dropped; words C d (2 pieces) outweigh F (1)
+    assert guess_from_attention({0, 2, 3, 5}, tokens) == (2, 3)
+    assert guess_from_attention({0}, tokens) == (0, 1)  # the only aligned piece counts
+    assert guess_from_attention({2, 4, 5}, tokens) == (2, 5)  # words C d, e, F in a row: one run
+    assert guess_from_attention({1, 5}, tokens) == (0, 1)  # equal runs: the first
+    assert guess_from_attention({1, 2, 5}, tokens, "piece") == (1, 2)
+    assert guess_from_attention(set(), tokens) is None
 
 
 # --- constrained search on a real (tiny, random) CTranslate2 model --------------------------

@@ -1,7 +1,8 @@
 """Alignment projection: the translation's cross-attention aligns each target piece
 to its most attended source piece; an entity's target span is the hull of the
 target words (or pieces) aligned into it, scored by the share of aligned pieces.
-``aligned_hulls`` is also the constrained search's first guess."""
+The pieces aligned into each entity (``aligned_pieces``) also give the constrained
+search its first guess."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from xlcorpus.transforms.stages.project.markers import detokenize, to_original, 
 from xlcorpus.transforms.stages.project.results import Projected, conclude
 
 
-def aligned_hulls(fw, text: str, ents, translation, kind: str = "word") -> list[tuple[int, int, float] | None] | None:
-    """Per entity: (first piece, last piece, share of aligned pieces inside) of the
-    target hull aligned into it, or None when nothing aligns to it; None for all when
-    the translation has no attention."""
+def aligned_pieces(fw, text: str, ents, translation) -> list[set[int]] | None:
+    """Per entity: the target pieces whose most attended source piece lies in one of its
+    words; None when the translation has no attention."""
     tokens = translation.tokens
     src_pieces = fw.source_pieces(text)
     n_pre = 1 if fw.src_token else 0
@@ -22,15 +22,28 @@ def aligned_hulls(fw, text: str, ents, translation, kind: str = "word") -> list[
     src_word = word_ids(src_pieces)
     src_text_det, src_offsets = detokenize(src_pieces)
     src_moved = to_original(text, src_text_det, src_offsets) or src_offsets
-    aligned = att.argmax(axis=1)  # each target piece -> its most attended source piece
+    aligned_word = [src_word[k] for k in att.argmax(axis=1).tolist()]  # each target piece -> a source word
+    out = []
+    for ent in ents:
+        words = {src_word[k] for k, (a, b) in enumerate(src_moved) if a < ent["end"] and b > ent["start"]}
+        out.append({k for k, w in enumerate(aligned_word) if w in words})
+    return out
+
+
+def aligned_hulls(fw, text: str, ents, translation, kind: str = "word") -> list[tuple[int, int, float] | None] | None:
+    """Per entity: (first piece, last piece, share of aligned pieces inside) of the
+    target hull aligned into it, or None when nothing aligns to it; None for all when
+    the translation has no attention."""
+    per_entity = aligned_pieces(fw, text, ents, translation)
+    if per_entity is None:
+        return None
+    tokens = translation.tokens
     tgt_unit = word_ids(tokens) if kind == "word" else list(range(len(tokens)))
     units: dict[int, list[int]] = {}
     for k, u in enumerate(tgt_unit):
         units.setdefault(u, []).append(k)
     out: list[tuple[int, int, float] | None] = []
-    for ent in ents:
-        words = {src_word[k] for k, (a, b) in enumerate(src_moved) if a < ent["end"] and b > ent["start"]}
-        hits = {k for k in range(len(tokens)) if src_word[aligned[k]] in words}
+    for hits in per_entity:
         if not hits:
             out.append(None)
             continue

@@ -15,7 +15,7 @@ at k shares the probability mass R[k] did not take; every later term is <= 0). T
 placements of a search node split, along R, into groups that branch off at one
 position each ("open at an earlier word", "open later", "close earlier", "close
 later"), so each scored placement bounds all its siblings at once. The first
-placement scored is the cross-attention guess (``aligned_hulls``); when the model
+placement scored is the cross-attention guess (``guess_from_attention``); when the model
 agrees with it, that one sequence per entity proves it optimal. A group is
 expanded (its own guess scored) only while its bound can still beat the best
 exact score; the answer equals exhaustive scoring (tested).
@@ -30,8 +30,8 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
 from xlcorpus.transforms.backends.mt import MTBackend
-from xlcorpus.transforms.stages.project.alignment import aligned_hulls
-from xlcorpus.transforms.stages.project.markers import boundaries, detokenize, mark
+from xlcorpus.transforms.stages.project.alignment import aligned_pieces
+from xlcorpus.transforms.stages.project.markers import boundaries, detokenize, mark, word_ids
 from xlcorpus.transforms.stages.project.results import Projected, conclude
 
 # (source, [("score", target) | ("along", (target prefix, [(position, token id), ...])), ...]):
@@ -77,6 +77,32 @@ def guess_placement(bounds: Sequence[int], first: int, last: int) -> tuple[int, 
     p = max(k for k, x in enumerate(bounds[:-1]) if x <= first) if first >= bounds[0] else 0
     q = next((k for k, x in enumerate(bounds) if x > last), len(bounds) - 1)
     return p, max(q, p + 1)
+
+
+def guess_from_attention(hits: set[int], tokens: Sequence[str], kind: str = "word") -> tuple[int, int] | None:
+    """First and last template piece of the likeliest span of an entity, from the pieces
+    aligned into it (``aligned_pieces``): the run of consecutive units (words, or pieces)
+    holding the most of them. The first piece's alignment counts only when it is the
+    only one: the first decoding step attends before any target context, and on the
+    reference model it often lands on a name elsewhere (a hull that starts at the first
+    word: 56 wrong guesses in 2,381 entities, 11 without it)."""
+    if not hits:
+        return None
+    if len(hits) > 1:
+        hits = hits - {0}
+    unit = word_ids(tokens) if kind == "word" else list(range(len(tokens)))
+    weight: dict[int, int] = {}
+    for k in hits:
+        weight[unit[k]] = weight.get(unit[k], 0) + 1
+    runs: list[list[int]] = []  # [weight, first unit, last unit]
+    for u in sorted(weight):
+        if runs and runs[-1][2] == u - 1:
+            runs[-1][0] += weight[u]
+            runs[-1][2] = u
+        else:
+            runs.append([weight[u], u, u])
+    _w, first, last = max(runs, key=lambda r: r[0])  # the first of equally heavy runs
+    return unit.index(first), len(unit) - 1 - unit[::-1].index(last)
 
 
 def constrained_search(source: list[str], template: list[str], opens: list[str], closes: list[str],
@@ -240,13 +266,14 @@ def project_constrained(projector, texts, spans, templates, trans_scores, fixed)
     jobs, searches = [], []
     for row, (text, ents) in enumerate(zip(texts, spans)):
         tpl = templates[row]
-        hulls = aligned_hulls(fw, text, ents, tpl, o.boundaries) or [None] * len(ents)
+        hits = aligned_pieces(fw, text, ents, tpl) or [set()] * len(ents)
         ids = {**fixed_ids, "template": [fw.token_id(t) for t in tpl.tokens]} if o.bounds == "logits" else None
-        for e, (ent, hull) in enumerate(zip(ents, hulls)):
+        for e, (ent, aligned) in enumerate(zip(ents, hits)):
             src = fw.source_tokens(mark(text, [ent], o.open_marker, o.close_marker))
             jobs.append((row, e))
             searches.append(constrained_search(src, tpl.tokens, opens, closes, o.boundaries, o.exhaustive,
-                                               o.score_chunk, margin, hull[:2] if hull else None, ids, noise))
+                                               o.score_chunk, margin, guess_from_attention(aligned, tpl.tokens,
+                                                                                           o.boundaries), ids, noise))
     found = run_searches(fw, searches, batch_tokens)
     by_row: dict[int, list] = {}
     for (row, e), res in zip(jobs, found):
