@@ -383,59 +383,6 @@ def test_pack_sequences_interleaved_languages_and_splits_pack_per_key_in_input_o
     assert packer.stats["documents|eng"] + packer.stats["documents|rus"] == 57
 
 
-def test_bundle_dofn_packs_one_batch_behind_with_the_same_rows_as_batch_by_batch(sp_model):
-    """PackBundleFn starts a batch's encoding before it packs the previous one: the rows,
-    rejected rows, tails and counters are those of packing the batches one at a time,
-    in the same order; the last batch comes out of finish_bundle."""
-    import pyarrow as pa
-    from apache_beam.utils.windowed_value import WindowedValue
-
-    from xlcorpus.transforms.core.accounting import REJECTED
-    from xlcorpus.transforms.stages.finetune.common import STATS
-    from xlcorpus.transforms.stages.finetune.options import FinetuneOptions
-    from xlcorpus.transforms.stages.finetune.passes import TAILS, PackBundleFn
-    from xlcorpus.transforms.stages.finetune.stage import PackSequences
-
-    rng = random.Random(3)
-    batches = []
-    for b in range(4):
-        texts = [rng.choice(sentences(lang)) for lang in ["eng", "rus"] * 12]
-        texts[b] = ""  # one row per batch has no pieces: rejected
-        batches.append(_rows(texts, ["eng", "rus"] * 12))
-    stage = PackSequences(FinetuneOptions(seq_len=16), tokenizer=sp_model)
-    stage.setup()
-    packer = stage.bundle()
-    expected_rows, expected_rejected = [], []
-    for batch in batches:
-        rows, rejected = stage.pack_batch(batch, packer)
-        expected_rows += rows
-        expected_rejected.append(rejected)
-
-    fn = PackBundleFn(stage)
-    fn.start_bundle()
-    got_rows, got_rejected, tails, stats = [], [], [], None
-    for i, batch in enumerate(batches):
-        out = list(fn.process(batch))
-        assert (out == []) == (i == 0)  # nothing leaves before the second batch arrives
-        got_rows += [o for o in out if isinstance(o, pa.RecordBatch)]
-        got_rejected += [o.value for o in out if getattr(o, "tag", None) == REJECTED]
-    for item in fn.finish_bundle():
-        if isinstance(item, WindowedValue):
-            got_rows.append(item.value)
-        elif item.tag == REJECTED:
-            got_rejected.append(item.value.value)
-        elif item.tag == TAILS:
-            tails.append(item.value.value)
-        elif item.tag == STATS:
-            stats = item.value.value
-    assert len(got_rows) == len(expected_rows) > 0
-    assert all(g.equals(e) for g, e in zip(got_rows, expected_rows))
-    assert [r.column("id").to_pylist() for r in got_rejected] == [r.column("id").to_pylist()
-                                                                  for r in expected_rejected]
-    assert [(k, t.tolist()) for k, t in tails] == [(k, t.tolist()) for k, t in packer.tails()]
-    assert stats == dict(packer.stats)
-
-
 def test_align_ner_stage_windows_and_bad_examples(sp_model):
     from xlcorpus.transforms.stages.finetune.options import FinetuneOptions
     from xlcorpus.transforms.stages.finetune.stage import AlignNer

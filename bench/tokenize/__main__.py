@@ -107,7 +107,6 @@ def main() -> None:
     # The stage itself: its bundle DoFn on Arrow batches (as the job's reader makes them),
     # then its tails step on the bundle's leftovers, exactly as a worker runs them.
     import pyarrow as pa
-    from apache_beam.utils.windowed_value import WindowedValue
 
     from xlcorpus.transforms.stages.finetune.options import FinetuneOptions
     from xlcorpus.transforms.stages.finetune.passes import TAILS, PackBundleFn
@@ -132,10 +131,8 @@ def main() -> None:
         for b in arrow_batches:
             out.extend(x for x in fn.process(b) if isinstance(x, pa.RecordBatch))
         tails = {}
-        for item in fn.finish_bundle():  # the last batch's rows (it is packed here), tails, stats
-            if isinstance(item, WindowedValue):
-                out.append(item.value)
-            elif item.tag == TAILS:
+        for item in fn.finish_bundle():
+            if item.tag == TAILS:
                 (key, tail) = item.value.value
                 tails.setdefault(key, []).append(tail)
         for key, ts in tails.items():

@@ -21,11 +21,9 @@ from xlcorpus.transforms.stages.finetune.common import STATS
 TAILS = "tails"
 
 
-def _emit(value, tag: str | None):
-    """A value from finish_bundle (which must say its window), tagged unless ``tag`` is None
-    (the main output)."""
-    windowed = WindowedValue(value, GlobalWindow().max_timestamp(), [GlobalWindow()])
-    return windowed if tag is None else beam.pvalue.TaggedOutput(tag, windowed)
+def _emit(value, tag: str):
+    """A tagged value from finish_bundle (which must say its window)."""
+    return beam.pvalue.TaggedOutput(tag, WindowedValue(value, GlobalWindow().max_timestamp(), [GlobalWindow()]))
 
 
 class ReportStatsFn(StageFn):
@@ -44,12 +42,7 @@ class ReportStatsFn(StageFn):
 
 class PackBundleFn(beam.DoFn):
     """``PackSequences.pack_batch`` over a bundle: full sequences leave as they fill, the
-    leftovers go to TAILS and the bundle's counters to STATS at its end.
-
-    One batch is in flight: each batch's SentencePiece encoding starts (in the stage's
-    encoder thread) before the previous batch is packed, so encoding and packing
-    overlap. Rows leave in the same order, one batch later; the last batch is packed
-    in ``finish_bundle``."""
+    leftovers go to TAILS and the bundle's counters to STATS at its end."""
 
     def __init__(self, stage):
         self.stage = stage
@@ -64,33 +57,17 @@ class PackBundleFn(beam.DoFn):
 
     def start_bundle(self):
         self.packer = self.stage.bundle()
-        self.pending = None
 
     def process(self, batch):
-        encoding = self.stage.start_encoding(batch)
-        if self.pending is not None:
-            yield from self._pack(self.pending, windowed=False)
-        self.pending = encoding
-
-    def _pack(self, encoding, windowed: bool):
-        """The pending batch's rows and rejected rows (windowed when from finish_bundle)."""
-        def output(value, tag=None):
-            if windowed:
-                return _emit(value, tag)
-            return value if tag is None else beam.pvalue.TaggedOutput(tag, value)
-
-        rows, rejected = self.stage.pack_encoded(encoding, self.packer)
-        self.documents.inc(encoding.batch.num_rows)
+        rows, rejected = self.stage.pack_batch(batch, self.packer)
+        self.documents.inc(batch.num_rows)
         if rejected is not None:
-            yield output(rejected, REJECTED)
+            yield beam.pvalue.TaggedOutput(REJECTED, rejected)
         for out in rows:
             self.sequences.inc(out.num_rows)
-            yield output(out)
+            yield out
 
     def finish_bundle(self):
-        if self.pending is not None:
-            yield from self._pack(self.pending, windowed=True)
-            self.pending = None
         for key, tail in self.packer.tails():
             yield _emit((key, tail), TAILS)
         yield _emit(dict(self.packer.stats), STATS)

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import NamedTuple
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -36,20 +35,6 @@ def _codes(column: pa.Array) -> tuple[np.ndarray, list[str]]:
     if isinstance(enc, pa.ChunkedArray):
         enc = enc.combine_chunks()
     return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()
-
-
-class Encoding(NamedTuple):
-    """A batch on its way through SentencePiece: its rows in (split, language) order
-    and ``ids``, the pending encoding of their texts."""
-
-    batch: pa.RecordBatch
-    order: np.ndarray  # the batch's rows, ordered by group
-    group: np.ndarray  # per ordered row: split * len(langs) + language
-    lang_codes: np.ndarray
-    langs: list[str]
-    splits: list[str]
-    words: np.ndarray  # per ordered row
-    ids: Future  # -> one int32 array per ordered row
 
 
 class _Tokenized(Stage[FinetuneOptions]):
@@ -102,12 +87,7 @@ class PackSequences(_Tokenized):
                    ) -> tuple[list[pa.RecordBatch], pa.RecordBatch | None]:
         """(rows of the sequences ``batch`` completes in ``packer``, rejected rows or None);
         its ``words|``, ``pieces|``, ``unk|`` and ``documents|`` counters go to ``packer.stats``."""
-        return self.pack_encoded(self.start_encoding(batch), packer)
-
-    def start_encoding(self, batch: pa.RecordBatch) -> Encoding:
-        """Send ``batch``'s texts to SentencePiece (in the encoder thread, which releases
-        the GIL) and count their words meanwhile; ``pack_encoded`` finishes the batch.
-        A worker starts the next batch's encoding before it packs this one."""
+        n = batch.num_rows
         lang_codes, langs = _codes(batch.column("lang"))
         split_codes, splits = _codes(batch.column("split"))
         # Rows go to SentencePiece ordered by (split, language), so each group's ids come
@@ -115,24 +95,19 @@ class PackSequences(_Tokenized):
         # below is in that order; ``order`` maps back to the batch's rows.
         group = split_codes * len(langs) + lang_codes
         order = np.argsort(group, kind="stable")
+        group, lang_codes = group[order], lang_codes[order]
         texts = batch.column("text").take(pa.array(order)).to_pylist()
+        # SentencePiece releases the GIL while it encodes: the words are counted meanwhile
         encoding = self.encoder.submit(self.sp.encode, texts, out_type="numpy")  # int32 ids, no Python ints
-        return Encoding(batch, order, group[order], lang_codes[order], langs, splits, word_counts(texts), encoding)
-
-    def pack_encoded(self, enc: Encoding, packer: BundlePacker
-                     ) -> tuple[list[pa.RecordBatch], pa.RecordBatch | None]:
-        """``pack_batch`` for a batch whose encoding ``start_encoding`` started."""
-        batch, order, group, lang_codes, langs, splits = enc.batch, enc.order, enc.group, enc.lang_codes, \
-            enc.langs, enc.splits
-        n = batch.num_rows
-        encoded = enc.ids.result()
+        words = word_counts(texts)
+        encoded = encoding.result()
         lens = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
         flat = np.concatenate(encoded) if n else np.zeros(0, np.int32)
         bounds = np.zeros(n + 1, np.int64)  # row i's ids: flat[bounds[i]:bounds[i + 1]]
         np.cumsum(lens, out=bounds[1:])
         unk = np.bincount(np.searchsorted(bounds, np.flatnonzero(flat == self.special.unk), side="right") - 1,
                           minlength=n)
-        for name, per_row in (("words", enc.words), ("pieces", lens), ("unk", unk), ("documents", lens > 0)):
+        for name, per_row in (("words", words), ("pieces", lens), ("unk", unk), ("documents", lens > 0)):
             sums = np.bincount(lang_codes, weights=per_row, minlength=len(langs))
             packer.stats.update({f"{name}|{lang}": int(v) for lang, v in zip(langs, sums) if v})
         empty = np.sort(order[lens == 0])
