@@ -141,6 +141,22 @@ def test_more_queries_than_a_lookup_key_numbers_are_searched_in_slices(monkeypat
     assert NearestWordIndex(lexicon, max_deletes=0).nearest_distance(["mtot"]).tolist() == [np.float32(0.2)]
 
 
+def test_index_is_built_in_chunks_of_variants_with_the_same_entries(monkeypatch):
+    """Long words have thousands of variants at depth 3: the build goes by variant count,
+    and the chunking does not change the index."""
+    from xlcorpus.transforms.stages.lexfilter import index as index_module
+    rng = random.Random(3)
+    lexicon = ["".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, 32))) for _ in range(300)]
+    whole = NearestWordIndex(lexicon)._del_entries
+    calls = []
+    real = index_module._variant_hashes
+    monkeypatch.setattr(index_module, "_variant_hashes", lambda *a: calls.append(len(a[0])) or real(*a))
+    monkeypatch.setattr(index_module, "_VARIANTS_PER_CHUNK", 6000)  # about one 32-letter word (5,489)
+    chunked = NearestWordIndex(lexicon)._del_entries
+    assert len(calls) > 10 and sum(calls) == len(set(lexicon))  # each distinct word once
+    np.testing.assert_array_equal(chunked, whole)
+
+
 def capped_brute(word: str, lexicon: list[str], max_distance=None, max_edits=None) -> float:
     """Nearest normalised distance among words within the caps, else 1.0 (independent reference)."""
     within = [levenshtein(word, w) / max(len(word), len(w), 1) for w in lexicon

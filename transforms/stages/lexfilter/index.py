@@ -28,6 +28,7 @@ from rapidfuzz.distance import Levenshtein
 # Words longer than this stay out of the deletion index (C(n, k) variants each); their
 # buckets and queries fall back to the plain bound in the bucket scan.
 _MAX_INDEXED_LENGTH = 32
+_VARIANTS_PER_CHUNK = 1 << 22
 
 # Polynomial hash (mod 2**64) of a string's code points; a deletion variant's hash is
 # computed from the code-point matrix of all words of one length at once, no string built.
@@ -194,10 +195,19 @@ class NearestWordIndex:
     def _build_deletion_index(self) -> np.ndarray:
         """Sorted entries (variant hash << 24 | word id) of every word's variants."""
         short = np.flatnonzero(self._lengths <= _MAX_INDEXED_LENGTH)
+        # Chunks of at most _VARIANTS_PER_CHUNK variants (a word of n letters has
+        # sum C(n, d) for d <= max_deletes: 5,489 at n = 32, d <= 3), so the hash
+        # matrices stay ~32 MB whatever the lexicon's word lengths.
+        counts = np.array([sum(math.comb(n, d) for d in range(self.max_deletes + 1)) for n in range(
+            _MAX_INDEXED_LENGTH + 1)], np.int64)[self._lengths[short]]
+        ends = np.cumsum(counts)
         entries = []
-        step = 8192  # bounded temporaries (C(n, k) variants per word)
-        for start in range(0, short.size, step):
-            part = short[start:start + step]
+        start = 0
+        while start < short.size:
+            before = int(ends[start] - counts[start])
+            stop = max(start + 1, int(np.searchsorted(ends, before + _VARIANTS_PER_CHUNK, side="right")))
+            part = short[start:stop]
+            start = stop
             h, i = _variant_hashes([self.words[j] for j in part.tolist()], part, range(self.max_deletes + 1))
             entries.append(((h & _KEPT_HASH) << _ID_BITS) | i.astype(np.uint64))
         return np.sort(np.concatenate(entries)) if entries else np.zeros(0, np.uint64)
