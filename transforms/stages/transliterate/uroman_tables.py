@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import pickle
 import sys
@@ -26,6 +27,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from xlcorpus.transforms.backends.lid_model import cache_dir
+
+_log = logging.getLogger(__name__)
 
 # What the tables are made of (and all the unpickler may build).
 _ALLOWED = {("builtins", name) for name in ("dict", "list", "set", "tuple", "str", "int", "float", "bool")} | {
@@ -105,6 +108,9 @@ def _write(path: Path, key: str, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
     try:
+        # mkstemp makes the file private (0600); the tables are public data, and a cache
+        # directory shared by several users should serve all of them.
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
@@ -129,15 +135,19 @@ def load_uroman(directory: Path | None = None):
     try:
         key = tables_key()
         path = tables_path(key, directory)
-    except OSError:  # uroman's files unreadable: let uroman's own load say why
+    except Exception as e:  # uroman's files unreadable, or another uroman layout: a normal load
+        _log.warning("uroman table cache not used (%s: %s)", type(e).__name__, e)
         return uroman.Uroman()
     if (u := _read(path, key, _ATTRIBUTES)) is not None:
         return u
     u = uroman.Uroman()
     state = _state(u)  # before any romanization fills uroman's memos
-    if set(state) == _ATTRIBUTES:
-        try:
-            _write(path, key, state)
-        except OSError:
-            pass
+    if set(state) != _ATTRIBUTES:
+        _log.warning("uroman table cache not used: this uroman sets other attributes than %s expects",
+                     __name__)
+        return u
+    try:
+        _write(path, key, state)
+    except Exception as e:  # unwritable directory, or a table that does not pickle: skip the cache
+        _log.warning("uroman table cache not written to %s (%s: %s)", path, type(e).__name__, e)
     return u
