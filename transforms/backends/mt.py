@@ -349,6 +349,8 @@ class MTBackend:
             lse: dict[int, tuple[np.ndarray, float]] = {}
             values = []
             for pos, token in queries[k]:
+                if not 0 <= pos <= len(targets[k]):
+                    raise IndexError(f"logprobs_at: position {pos} outside target {k} of {len(targets[k])} tokens")
                 if pos not in lse:
                     row = np.asarray(rows[pos], dtype=np.float32)
                     m = float(row.max())

@@ -202,7 +202,8 @@ class Transliterator:
         punctuation are kept."""
         toks = tokenize(text)
         actions = ["keep"] * len(toks)
-        for k, action in zip([k for k, t in enumerate(toks) if t.kind == "word"], word_actions):
+        # strict: the batch's word split and tokenize's words agree (tested); never misalign silently
+        for k, action in zip([k for k, t in enumerate(toks) if t.kind == "word"], word_actions, strict=True):
             actions[k] = action
         pieces: list[str] = []
         rows: list[tuple[int, int, int, int]] = []
