@@ -65,8 +65,9 @@ class WordSpans(NamedTuple):
 
 
 def word_spans(texts: Sequence[str]) -> WordSpans:
-    """The words of all ``texts`` with one regex split over their join: no Python per word
-    (``tokenize`` builds a Token per word, space and punctuation mark)."""
+    """The words of all ``texts`` with one regex split over their join: one string per
+    word and arrays of positions (``tokenize`` builds a Token object per word, space and
+    punctuation mark)."""
     joined = _SEPARATOR.join(texts)
     parts = _WORD_SPLIT.split(joined)  # gap, word, gap, word, ..., gap
     lengths = np.fromiter(map(len, parts), np.int64, len(parts))

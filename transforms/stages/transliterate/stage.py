@@ -117,7 +117,7 @@ class Transliterator:
         return out
 
     def transliterate_rows(self, texts: Sequence[str], langs: Sequence[str | None]) -> TransliteratedRows:
-        """The batch's results, column-wise (no Python object per word): words found for
+        """The batch's results, column-wise (arrays per word, no Token objects): words found for
         all rows in one pass, labelled in one call per labeler, their actions looked up
         per (policy, label); rows whose words are all kept, or all romanized, need no
         per-token work (the text itself, or uroman's line); only rows that mix actions
