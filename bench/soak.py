@@ -18,7 +18,7 @@ portable runner with an external pool of SDK workers, one of them SIGKILLed midw
    and ``_dead_letter/``: none lost, none duplicated.
 
 Prints rows/s of each attempt, peak RSS (VmHWM) of the driver and of each SDK worker,
-what the kill cost, and last ``RESULT rows=N lost=L duplicated=D recovered=true|false``
+what the kill cost, and last ``RESULT rows=N lost=L duplicated=D recovered=true|false ... hung=true|false``
 (recovered: the runner itself finished the killed run with complete output).
 """
 
@@ -147,8 +147,13 @@ class Services:
 
 # --- one run ---------------------------------------------------------------------------------
 def run_job(config: Path, services: Services, workers: int, progress_dir: Path, rows: int,
-            kill_at: float | None, log: Path) -> dict:
-    """Runs the job once; SIGKILLs one SDK worker when ``kill_at`` of the rows are read."""
+            kill_at: float | None, log: Path, stall_timeout: float = 180) -> dict:
+    """Runs the job once; SIGKILLs one SDK worker when ``kill_at`` of the rows are read.
+
+    After the kill, a job that makes no progress for ``stall_timeout`` seconds is hung
+    (Beam's Python job service can wait forever for the dead worker's bundle: its control
+    stream's reader thread dies and nothing fails the job); it is stopped, as a
+    scheduler's execution timeout would, and counts as a failed attempt."""
     shutil.rmtree(progress_dir, ignore_errors=True)
     progress_dir.mkdir(parents=True)
     from xlcorpus.transforms.core.progress import read_totals
@@ -161,6 +166,7 @@ def run_job(config: Path, services: Services, workers: int, progress_dir: Path, 
     driver = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     peaks: dict[int, float] = {}
     killed, killed_at_rows, driver_peak = None, None, 0.0
+    hung, last_rows, last_change = False, -1, time.time()
     while driver.poll() is None:
         for pid in services.workers():
             if (rss := peak_rss_mb(pid)) is not None:
@@ -175,9 +181,21 @@ def run_job(config: Path, services: Services, workers: int, progress_dir: Path, 
                 os.kill(killed, signal.SIGKILL)
                 print(f"  killed SDK worker pid {killed} after {read} rows reached {LAST_STAGE} ({time.time() - started:.1f} s)",
                       flush=True)
+        if read != last_rows:
+            last_rows, last_change = read, time.time()
+        elif killed is not None and time.time() - last_change > stall_timeout:
+            hung = True
+            print(f"  no progress for {stall_timeout:.0f} s after the kill: the job hangs; stopping it", flush=True)
+            driver.terminate()
+            try:
+                driver.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                driver.kill()
+                driver.wait()
+            break
         time.sleep(0.2)
     seconds = time.time() - started
-    return {"rc": driver.returncode, "seconds": seconds, "rows_per_s": rows / seconds, "killed": killed,
+    return {"rc": driver.returncode, "hung": hung, "seconds": seconds, "rows_per_s": rows / seconds, "killed": killed,
             "killed_at_rows": killed_at_rows, "driver_peak_mb": driver_peak,
             "worker_peaks_mb": sorted(peaks.values(), reverse=True), "workers_seen": len(peaks)}
 
@@ -216,6 +234,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--kill-at", type=float, default=0.4,
                     help="fraction of the rows through the last stage when a worker is killed")
+    ap.add_argument("--stall-timeout", type=float, default=180,
+                    help="seconds without progress after the kill before the job counts as hung and is stopped")
     ap.add_argument("--work", help="working folder (default: a new temporary one, removed at the end)")
     args = ap.parse_args(argv)
 
@@ -224,6 +244,7 @@ def main(argv=None) -> int:
     inputs, out, progress_dir = work / "in", work / "out", work / "progress"
     t = time.time()
     shutil.rmtree(inputs, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)  # a reused --work: "nothing published" must mean this run's output
     expected = write_inputs(inputs, args.rows, args.files)
     rows = len(expected)
     print(f"{rows} rows in {args.files} files written in {time.time() - t:.1f} s", flush=True)
@@ -243,14 +264,15 @@ def main(argv=None) -> int:
     try:
         print(f"job service :{services.job_port}, worker pool :{services.pool_port}; {args.workers} SDK workers",
               flush=True)
-        first = run_job(config, services, args.workers, progress_dir, rows, args.kill_at, work / "attempt-1.log")
+        first = run_job(config, services, args.workers, progress_dir, rows, args.kill_at, work / "attempt-1.log",
+                        args.stall_timeout)
         attempts = [first]
         if first["killed"] is None:
             print("the job ended before a worker could be killed: use more --rows (or a smaller --kill-at)")
             print(f"RESULT rows={rows} lost=-1 duplicated=-1 recovered=false clean_failure=false killed=false")
             return 1
-        recovered = first["rc"] == 0
-        print(f"attempt 1 (worker killed: {first['killed'] is not None}): rc={first['rc']} "
+        recovered = first["rc"] == 0 and not first["hung"]
+        print(f"attempt 1 (worker killed: {first['killed'] is not None}): rc={first['rc']} hung={first['hung']} "
               f"{first['seconds']:.1f} s, {first['workers_seen']} SDK worker processes seen", flush=True)
         if not recovered:
             tail = (work / "attempt-1.log").read_text(errors="replace")[-1500:]
@@ -261,6 +283,9 @@ def main(argv=None) -> int:
             if published:
                 print("RESULT rows=%d lost=-1 duplicated=-1 recovered=false clean_failure=false" % rows)
                 return 1
+            if first["hung"]:  # a wedged job service: the retry gets fresh services, as a new scheduler task would
+                services.close()
+                services = Services(work, progress_dir)
             second = run_job(config, services, args.workers, progress_dir, rows, None, work / "attempt-2.log")
             attempts.append(second)
             print(f"attempt 2 (a scheduler's retry, no kill): rc={second['rc']} {second['seconds']:.1f} s "
@@ -284,7 +309,8 @@ def main(argv=None) -> int:
         print(f"RESULT rows={rows} lost={lost} duplicated={duplicated} recovered={str(recovered).lower()} "
               f"clean_failure={str(not recovered).lower()} rows_per_s={done['rows_per_s']:.0f} "
               f"driver_rss_mb={done['driver_peak_mb']:.0f} "
-              f"worker_rss_mb={max(done['worker_peaks_mb'] or [0]):.0f} kill_cost_s={cost:.1f}")
+              f"worker_rss_mb={max(done['worker_peaks_mb'] or [0]):.0f} kill_cost_s={cost:.1f} "
+              f"hung={str(first['hung']).lower()}")
         return 0 if lost == 0 and duplicated == 0 and acct["balanced"] else 1
     finally:
         services.close()
