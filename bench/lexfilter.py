@@ -49,6 +49,7 @@ import numpy as np
 import pyarrow as pa
 
 from xlcorpus.transforms.stages.lexfilter import Lexicon, SentenceScorer, brute_force_nearest, tokenize_batch
+from xlcorpus.transforms.stages.lexfilter.index import DEFAULT_MAX_DELETES
 
 TARGET_ONSETS = "b d f g h k l m n p r s t v w y z ch sh ny ng mb nd".split()
 TARGET_VOWELS = "a e i o u".split()
@@ -266,7 +267,7 @@ def main(argv=None) -> None:
     ap.add_argument("--brute-sample", type=int, default=800, help="unique words per batch timed by brute force")
     ap.add_argument("--modes", default="exact,distance=0.5,edits=1,edits=2")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-deletes", type=int, default=3, help="deletion-index depth (the stage's default)")
+    ap.add_argument("--max-deletes", type=int, default=DEFAULT_MAX_DELETES, help="deletion-index depth (the stage's default)")
     ap.add_argument("--before-deletes", type=int, default=1,
                     help="depth before issue 14, timed cold on the same batches for the exact mode")
     args = ap.parse_args(argv)

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from xlcorpus.transforms.stages.lexfilter.index import NearestWordIndex
+from xlcorpus.transforms.stages.lexfilter.index import DEFAULT_MAX_DELETES, NearestWordIndex
 from xlcorpus.transforms.stages.lexfilter.profile import NgramProfile, word_ngrams
 from xlcorpus.transforms.stages.lexfilter.tokens import WORD, normalize_text, tokenize
 
@@ -125,7 +125,7 @@ class Lexicon:
                 merged[token] += count
         return Lexicon.from_counts(merged, lower, fold)
 
-    def index(self, max_deletes: int = 3, memo_size: int = 0, max_distance: float | None = None,
+    def index(self, max_deletes: int = DEFAULT_MAX_DELETES, memo_size: int = 0, max_distance: float | None = None,
               max_edits: int | None = None) -> NearestWordIndex:
         return NearestWordIndex(self.words, max_deletes=max_deletes, memo_size=memo_size,
                                 max_distance=max_distance, max_edits=max_edits)

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from xlcorpus.transforms.core.stage import StageOptions
+from xlcorpus.transforms.stages.lexfilter.index import DEFAULT_MAX_DELETES
 
 
 class LexFilterOptions(StageOptions):
@@ -35,9 +36,7 @@ class LexFilterOptions(StageOptions):
     lowercase: bool | None = Field(None, exclude=True, description="None: as the lexicon was built")
     fold_diacritics: bool | None = Field(None, exclude=True, description="None: as the lexicon was built")
     profile_size: int = Field(400, exclude=True, description="n-grams per profile (ngram metrics)")
-    # 3: 1.1-1.25x the exact search speed of 2 on bench/lexfilter.py's open vocabulary (words 3 edits from
-    # the lexicon need no scan); ~2.7-2.9x the entries of 2, 8 bytes each (44 MB for a 50k-word lexicon)
-    max_deletes: int = Field(3, exclude=True, description="NearestWordIndex deletion neighbourhood")
+    max_deletes: int = Field(DEFAULT_MAX_DELETES, exclude=True, description="NearestWordIndex deletion neighbourhood")
     word_cache_size: int = Field(200_000, exclude=True, description="per-worker memo of word distances")
     num_quantiles: int = Field(1001, exclude=True,
                                description="resolution of the keep_fraction cut (epsilon ~ 1/num_quantiles)")

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from xlcorpus.schemas import LEXFILTER_FIELDS
 from xlcorpus.transforms.core.accounting import rejected_rows
+from xlcorpus.transforms.stages.lexfilter.index import DEFAULT_MAX_DELETES
 from xlcorpus.transforms.stages.lexfilter.lexicon import Lexicon
 from xlcorpus.transforms.stages.lexfilter.profile import NgramProfile, word_ngrams
 from xlcorpus.transforms.stages.lexfilter.tokens import token_rows, tokenize_batch
@@ -52,7 +53,7 @@ class SentenceScorer:
     """
 
     def __init__(self, lexicon: Lexicon, metric: str = "levenshtein", weighting: str = "none",
-                 profile_size: int = 400, max_deletes: int = 3, memo_size: int = 0,
+                 profile_size: int = 400, max_deletes: int = DEFAULT_MAX_DELETES, memo_size: int = 0,
                  max_word_distance: float | None = None, max_word_edits: int | None = None):
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -185,7 +186,7 @@ def cut_from_quantiles(quantiles: Sequence[float], fraction: float) -> float | N
 
 # --- language distance report ------------------------------------------------------------------
 def language_distances(target: Lexicon, sources: Mapping[str, Lexicon], top_n: int = 2000,
-                       profile_size: int = 400, max_deletes: int = 3) -> list[dict]:
+                       profile_size: int = 400, max_deletes: int = DEFAULT_MAX_DELETES) -> list[dict]:
     """How far each candidate source language is from the target, closest first.
 
     Per source: ``levenshtein`` = mean normalised Levenshtein distance of its ``top_n``
