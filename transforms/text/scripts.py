@@ -76,10 +76,14 @@ def majority_scripts(texts: pa.Array) -> pa.Array:
         mixed = bearing[low != high]
         if len(mixed):
             keep = np.isin(rows, mixed)
-            at = np.searchsorted(mixed, rows[keep])
-            counts = np.bincount(at * len(codes) + sids[keep], minlength=len(mixed) * len(codes))
-            best[mixed] = counts.reshape(len(mixed), len(codes)).argmax(axis=1)
+            best[mixed] = _count_matrix(np.searchsorted(mixed, rows[keep]), sids[keep], len(mixed), len(codes)
+                                        ).argmax(axis=1)
     return pa.array(np.asarray(codes, dtype=object)[best], pa.string())
+
+
+def _count_matrix(owner: np.ndarray, sids: np.ndarray, n: int, n_codes: int) -> np.ndarray:
+    """(n, n_codes) counts of script ids ``sids`` per owner (an index below n)."""
+    return np.bincount(owner * n_codes + sids, minlength=n * n_codes).reshape(n, n_codes)
 
 
 def span_scripts(text: str, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -105,8 +109,8 @@ def span_scripts(text: str, starts: np.ndarray, ends: np.ndarray) -> tuple[np.nd
         owner = np.repeat(np.arange(len(mixed)), sizes)
         position = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes) + np.repeat(starts[mixed], sizes)
         keep = bearing[position]
-        counts = np.bincount(owner[keep] * len(codes) + sids[position[keep]], minlength=len(mixed) * len(codes))
-        best[mixed] = counts.reshape(len(mixed), len(codes)).argmax(axis=1)
+        best[mixed] = _count_matrix(owner[keep], sids[position[keep]], len(mixed), len(codes)
+                                    ).argmax(axis=1)
     return best, codes
 
 
@@ -155,7 +159,7 @@ def script_counts(texts: pa.Array) -> tuple[np.ndarray, tuple[str, ...]]:
     rows, sids, n = _bearing_scripts(texts)
     if n == 0:
         return np.zeros((0, len(codes)), np.int64), codes
-    counts = np.bincount(rows * len(codes) + sids, minlength=n * len(codes)).reshape(n, len(codes))
+    counts = _count_matrix(rows, sids, n, len(codes))
     counts[:, :_NEUTRAL] = 0
     return counts, codes
 
